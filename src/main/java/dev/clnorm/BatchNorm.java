@@ -1,0 +1,550 @@
+package dev.clnorm;
+
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.BatchNormBuffers;
+import dev.clnorm.backend.BatchNormOps;
+import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.ElementType;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Batch normalization over C channels, PyTorch semantics ({@code torch.nn.BatchNorm1d/2d/3d}).
+ *
+ * <p>Parameters (weight = gamma, bias = beta), running statistics and the statistics saved for
+ * backward live on the layer's device and stay there: a training step (forward, backward,
+ * running-statistics update) makes no host transfer. Getters that return {@code float[]}
+ * download on request.
+ *
+ * <p><b>Momentum convention (PyTorch):</b> {@code running = (1 - momentum) * running + momentum * batch},
+ * so momentum 0.1 weights the new batch by 0.1. Keras/TensorFlow's "momentum 0.99" is the other
+ * direction (it equals PyTorch momentum 0.01). {@code momentum == null} gives the cumulative
+ * moving average, factor {@code 1 / numBatchesTracked}. The running variance is fed the unbiased
+ * batch variance (m/(m-1)); normalisation uses the biased one, as in PyTorch.
+ *
+ * <p><b>Non-finite input policy:</b> a channel whose batch statistics are NaN or infinite gets NaN
+ * output (other channels are unaffected) and its running statistics are <i>not</i> updated; the
+ * skip is counted per channel ({@link #skippedUpdates()}). With {@link Builder#strictNonFinite}
+ * the forward instead throws (this costs one small download per training step).
+ *
+ * <p>A layer is used from one thread at a time (its methods are synchronized); separate layers on
+ * one device may run on separate threads.
+ */
+public final class BatchNorm implements AutoCloseable {
+    private final Backend backend;
+    private final int channels;
+    private final float eps;
+    private final Double momentum;
+    private final boolean affine;
+    private final boolean trackRunningStats;
+    private final boolean strictNonFinite;
+    private final BatchNormOps ops;
+    private final BatchNormBuffers state;
+    private final DeviceBuffer gradWeight;
+    private final DeviceBuffer gradBias;
+    private long numBatchesTracked;
+    /** Geometry of the last training forward; backward needs its saved statistics. */
+    private Geometry savedGeometry;
+    private boolean closed;
+
+    private BatchNorm(Builder b) {
+        this.backend = b.backend != null ? b.backend : Devices.defaultBackend();
+        this.channels = b.channels;
+        this.eps = (float) b.eps;
+        this.momentum = b.momentum;
+        this.affine = b.affine;
+        this.trackRunningStats = b.trackRunningStats;
+        this.strictNonFinite = b.strictNonFinite;
+        List<AutoCloseable> made = new ArrayList<>();
+        try {
+            DeviceBuffer gamma = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer beta = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer runningMean = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer runningVar = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer saveMean = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer saveMeanLo = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer saveInvstd = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer skipped = track(made, backend.allocate(channels, ElementType.INT32));
+            gradWeight = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            gradBias = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            backend.fill(gamma, 1.0f);
+            backend.fill(runningVar, 1.0f);
+            state = new BatchNormBuffers(channels, gamma, beta, runningMean, runningVar, saveMean, saveMeanLo,
+                    saveInvstd, skipped);
+            ops = track(made, backend.createBatchNormOps(channels));
+        } catch (RuntimeException e) {
+            for (AutoCloseable c : made) {
+                closeQuietly(c);
+            }
+            throw e;
+        }
+    }
+
+    private static <T extends AutoCloseable> T track(List<AutoCloseable> made, T resource) {
+        made.add(resource);
+        return resource;
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        try {
+            c.close();
+        } catch (Exception ignored) {
+            // Closing during a failed construction; the original exception matters more.
+        }
+    }
+
+    /** A layer with PyTorch's defaults on the default device. */
+    public BatchNorm(int channels) {
+        this(builder(channels));
+    }
+
+    public static Builder builder(int channels) {
+        return new Builder(channels);
+    }
+
+    /** Configuration; validated when {@link #build()} is called, before any device work. */
+    public static final class Builder {
+        private final int channels;
+        private double eps = 1e-5;
+        private Double momentum = 0.1;
+        private boolean affine = true;
+        private boolean trackRunningStats = true;
+        private boolean strictNonFinite = false;
+        private Backend backend;
+
+        private Builder(int channels) {
+            this.channels = channels;
+        }
+
+        /** Added to the variance before the square root; must be finite and > 0. Default 1e-5. */
+        public Builder eps(double eps) {
+            this.eps = eps;
+            return this;
+        }
+
+        /**
+         * PyTorch-convention momentum in [0, 1]: the weight of the new batch in the running average
+         * (default 0.1). {@code null} selects the cumulative moving average.
+         */
+        public Builder momentum(Double momentum) {
+            this.momentum = momentum;
+            return this;
+        }
+
+        /** Whether gamma and beta are learnable; when false they stay 1 and 0. Default true. */
+        public Builder affine(boolean affine) {
+            this.affine = affine;
+            return this;
+        }
+
+        /** Whether running statistics are kept; when false inference uses batch statistics. Default true. */
+        public Builder trackRunningStats(boolean track) {
+            this.trackRunningStats = track;
+            return this;
+        }
+
+        /** Throw from the training forward when a channel's batch statistics are not finite. */
+        public Builder strictNonFinite(boolean strict) {
+            this.strictNonFinite = strict;
+            return this;
+        }
+
+        /** The device; default {@link Devices#defaultBackend()}. */
+        public Builder backend(Backend backend) {
+            this.backend = backend;
+            return this;
+        }
+
+        public BatchNorm build() {
+            if (channels <= 0) {
+                throw new IllegalArgumentException("num_features (channels) must be positive, got " + channels);
+            }
+            if (!(eps > 0) || Double.isInfinite(eps) || (float) eps == 0.0f) {
+                throw new IllegalArgumentException("eps must be a finite float32 value > 0, got " + eps);
+            }
+            if (momentum != null && !(momentum >= 0.0 && momentum <= 1.0)) {
+                throw new IllegalArgumentException("momentum must be in [0, 1] (PyTorch convention: weight of "
+                        + "the new batch) or null for a cumulative average, got " + momentum);
+            }
+            if (backend != null && backend.isClosed()) {
+                throw new IllegalStateException("backend " + backend.info().id() + " has been closed");
+            }
+            return new BatchNorm(this);
+        }
+    }
+
+    // ---------------------------------------------------------------- training forward
+
+    /** Training forward into a new tensor: normalises with batch statistics and updates running ones. */
+    public synchronized Tensor forwardTraining(Tensor x) {
+        Geometry g = checkInput(x, "input");
+        checkTrainable(x, g);
+        Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
+        try {
+            runTraining(x, y, g);
+        } catch (RuntimeException e) {
+            y.close();
+            throw e;
+        }
+        return y;
+    }
+
+    /** Training forward into an existing output tensor of the same shape and layout. */
+    public synchronized void forwardTraining(Tensor x, Tensor y) {
+        Geometry g = checkInput(x, "input");
+        checkSameShape(x, y, "output");
+        checkTrainable(x, g);
+        runTraining(x, y, g);
+    }
+
+    private void runTraining(Tensor x, Tensor y, Geometry g) {
+        if (g.valuesPerChannel() == 0) {
+            savedGeometry = g;
+            return;  // empty batch: empty output, running statistics untouched
+        }
+        float factor = 0.0f;
+        if (trackRunningStats) {
+            numBatchesTracked++;
+            factor = momentum == null ? (float) (1.0 / numBatchesTracked) : momentum.floatValue();
+        }
+        int[] skippedBefore = strictNonFinite && trackRunningStats ? skippedUpdates() : null;
+        ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, factor, trackRunningStats);
+        savedGeometry = g;
+        if (skippedBefore != null) {
+            int[] after = skippedUpdates();
+            for (int c = 0; c < channels; c++) {
+                if (after[c] != skippedBefore[c]) {
+                    throw new ArithmeticException("channel " + c + " has non-finite batch statistics (NaN or Inf "
+                            + "in the input); its running statistics were left unchanged");
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- inference forward
+
+    /** Inference forward: normalises with the running statistics (batch statistics if not tracked). */
+    public synchronized Tensor forwardInference(Tensor x) {
+        Geometry g = checkInput(x, "input");
+        Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
+        try {
+            runInference(x, y, g);
+        } catch (RuntimeException e) {
+            y.close();
+            throw e;
+        }
+        return y;
+    }
+
+    public synchronized void forwardInference(Tensor x, Tensor y) {
+        Geometry g = checkInput(x, "input");
+        checkSameShape(x, y, "output");
+        runInference(x, y, g);
+    }
+
+    private void runInference(Tensor x, Tensor y, Geometry g) {
+        if (g.valuesPerChannel() == 0) {
+            return;
+        }
+        if (!trackRunningStats) {
+            checkTrainable(x, g);
+            ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, 0.0f, false);
+            return;
+        }
+        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
+    }
+
+    // ---------------------------------------------------------------- backward
+
+    /**
+     * Backward of the last training forward. {@code x} must be that forward's input; returns dx
+     * and leaves dgamma / dbeta on the device ({@link #gradWeight()}, {@link #gradBias()}).
+     */
+    public synchronized Tensor backward(Tensor x, Tensor dy) {
+        Geometry g = checkBackward(x, dy);
+        Tensor dx = Tensor.zeros(backend, x.layout(), x.shape());
+        try {
+            runBackward(x, dy, dx, g);
+        } catch (RuntimeException e) {
+            dx.close();
+            throw e;
+        }
+        return dx;
+    }
+
+    public synchronized void backward(Tensor x, Tensor dy, Tensor dx) {
+        Geometry g = checkBackward(x, dy);
+        checkSameShape(x, dx, "dx");
+        runBackward(x, dy, dx, g);
+    }
+
+    private Geometry checkBackward(Tensor x, Tensor dy) {
+        Geometry g = checkInput(x, "input");
+        checkSameShape(x, dy, "dy");
+        if (savedGeometry == null) {
+            throw new IllegalStateException("backward needs the statistics of a training forward; none has run");
+        }
+        if (!savedGeometry.equals(g)) {
+            throw new IllegalArgumentException("backward expects the input of the last training forward, geometry "
+                    + savedGeometry + ", got " + g + " (shape " + Arrays.toString(x.shape()) + ")");
+        }
+        return g;
+    }
+
+    private void runBackward(Tensor x, Tensor dy, Tensor dx, Geometry g) {
+        if (g.valuesPerChannel() == 0) {
+            backend.fill(gradWeight, 0.0f);
+            backend.fill(gradBias, 0.0f);
+            return;
+        }
+        ops.backward(g, x.buffer(), dy.buffer(), dx.buffer(), state, gradWeight, gradBias);
+    }
+
+    // ---------------------------------------------------------------- float[] conveniences
+
+    /** Uploads x, runs the training forward, downloads y. */
+    public float[] forwardTraining(float[] x, int... shape) {
+        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardTraining(xt)) {
+            return y.download();
+        }
+    }
+
+    /** Uploads x, runs the inference forward, downloads y. */
+    public float[] forwardInference(float[] x, int... shape) {
+        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardInference(xt)) {
+            return y.download();
+        }
+    }
+
+    /** Uploads x and dy, runs backward, downloads dx (dgamma and dbeta via the getters). */
+    public float[] backward(float[] x, float[] dy, int... shape) {
+        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor dyt = Tensor.upload(backend, dy, shape);
+             Tensor dx = backward(xt, dyt)) {
+            return dx.download();
+        }
+    }
+
+    // ---------------------------------------------------------------- validation
+
+    private Geometry checkInput(Tensor x, String what) {
+        checkOpen();
+        if (x == null) {
+            throw new NullPointerException(what + " tensor is null");
+        }
+        x.checkOpen();
+        if (x.backend() != backend) {
+            throw new IllegalArgumentException(what + " tensor lives on " + x.backend().info().id()
+                    + " but this layer lives on " + backend.info().id());
+        }
+        int[] shape = x.shape();
+        Geometry g = Geometry.of(shape, x.layout());
+        if (g.channels() != channels) {
+            throw new IllegalArgumentException("expected " + what + " with " + channels + " channels (axis "
+                    + x.layout().channelAxis(shape.length) + " of a " + x.layout() + " tensor), got shape "
+                    + Arrays.toString(shape) + " with " + g.channels());
+        }
+        return g;
+    }
+
+    private static void checkTrainable(Tensor x, Geometry g) {
+        if (g.valuesPerChannel() == 1) {
+            throw new IllegalArgumentException("Expected more than 1 value per channel when training, got input size "
+                    + Arrays.toString(x.shape()));
+        }
+    }
+
+    private void checkSameShape(Tensor x, Tensor other, String what) {
+        if (other == null) {
+            throw new NullPointerException(what + " tensor is null");
+        }
+        other.checkOpen();
+        if (other.backend() != backend) {
+            throw new IllegalArgumentException(what + " tensor lives on " + other.backend().info().id()
+                    + " but this layer lives on " + backend.info().id());
+        }
+        if (!Arrays.equals(x.shape(), other.shape()) || x.layout() != other.layout()) {
+            throw new IllegalArgumentException(what + " must match the input: expected shape "
+                    + Arrays.toString(x.shape()) + " " + x.layout() + ", got " + Arrays.toString(other.shape())
+                    + " " + other.layout());
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("BatchNorm layer has been closed");
+        }
+        if (backend.isClosed()) {
+            throw new IllegalStateException("the layer's backend " + backend.info().id() + " has been closed");
+        }
+    }
+
+    private float[] read(DeviceBuffer b) {
+        float[] out = new float[channels];
+        backend.download(b, out);
+        return out;
+    }
+
+    private void write(DeviceBuffer b, float[] values, String name) {
+        if (values == null) {
+            throw new NullPointerException(name + " is null");
+        }
+        if (values.length != channels) {
+            throw new IllegalArgumentException(name + " should contain " + channels + " elements not " + values.length);
+        }
+        backend.upload(b, values);
+    }
+
+    // ---------------------------------------------------------------- state (downloads on request)
+
+    public synchronized float[] weight() {
+        checkOpen();
+        return read(state.gamma());
+    }
+
+    public synchronized float[] bias() {
+        checkOpen();
+        return read(state.beta());
+    }
+
+    public synchronized float[] runningMean() {
+        checkOpen();
+        return read(state.runningMean());
+    }
+
+    public synchronized float[] runningVar() {
+        checkOpen();
+        return read(state.runningVar());
+    }
+
+    /** Batch mean saved by the last training forward. */
+    public synchronized float[] savedMean() {
+        checkOpen();
+        return read(state.saveMean());
+    }
+
+    /** 1/sqrt(batch var + eps) saved by the last training forward (cuDNN's "inverse variance"). */
+    public synchronized float[] savedInvstd() {
+        checkOpen();
+        return read(state.saveInvstd());
+    }
+
+    /** dgamma of the last backward. */
+    public synchronized float[] gradWeight() {
+        checkOpen();
+        return read(gradWeight);
+    }
+
+    /** dbeta of the last backward. */
+    public synchronized float[] gradBias() {
+        checkOpen();
+        return read(gradBias);
+    }
+
+    /** Per channel: training steps whose non-finite statistics were kept out of the running ones. */
+    public synchronized int[] skippedUpdates() {
+        checkOpen();
+        int[] out = new int[channels];
+        backend.downloadInts(state.skippedUpdates(), out);
+        return out;
+    }
+
+    public synchronized void setWeight(float[] gamma) {
+        checkOpen();
+        if (!affine) {
+            throw new IllegalStateException("layer is not affine: weight is fixed at 1");
+        }
+        write(state.gamma(), gamma, "weight");
+    }
+
+    public synchronized void setBias(float[] beta) {
+        checkOpen();
+        if (!affine) {
+            throw new IllegalStateException("layer is not affine: bias is fixed at 0");
+        }
+        write(state.beta(), beta, "bias");
+    }
+
+    public synchronized void setRunningMean(float[] mean) {
+        checkOpen();
+        write(state.runningMean(), mean, "running_mean");
+    }
+
+    /** Running variance; every value must be >= 0 (checked before anything is written). */
+    public synchronized void setRunningVar(float[] var) {
+        checkOpen();
+        if (var != null) {
+            for (int c = 0; c < var.length; c++) {
+                if (!(var[c] >= 0)) {
+                    throw new IllegalArgumentException("running_var must be >= 0, got " + var[c] + " at channel " + c);
+                }
+            }
+        }
+        write(state.runningVar(), var, "running_var");
+    }
+
+    /** Device buffers of the parameters and statistics, for code that chains its own device work. */
+    public BatchNormBuffers deviceState() {
+        checkOpen();
+        return state;
+    }
+
+    /** dgamma on the device. */
+    public DeviceBuffer gradWeightBuffer() {
+        checkOpen();
+        return gradWeight;
+    }
+
+    /** dbeta on the device. */
+    public DeviceBuffer gradBiasBuffer() {
+        checkOpen();
+        return gradBias;
+    }
+
+    public synchronized long numBatchesTracked() {
+        return numBatchesTracked;
+    }
+
+    public int channels() {
+        return channels;
+    }
+
+    public float eps() {
+        return eps;
+    }
+
+    /** PyTorch-convention momentum, or null for the cumulative average. */
+    public Double momentum() {
+        return momentum;
+    }
+
+    public boolean affine() {
+        return affine;
+    }
+
+    public boolean trackRunningStats() {
+        return trackRunningStats;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    public synchronized boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        ops.close();
+        for (DeviceBuffer b : new DeviceBuffer[]{state.gamma(), state.beta(), state.runningMean(), state.runningVar(),
+                state.saveMean(), state.saveMeanLo(), state.saveInvstd(), state.skippedUpdates(), gradWeight, gradBias}) {
+            b.close();
+        }
+    }
+}

@@ -1,0 +1,131 @@
+package dev.clnorm;
+
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.ElementType;
+
+import java.util.Arrays;
+
+/**
+ * A float32 tensor resident on one device: a device buffer plus its shape and layout. Data moves
+ * to or from the host only through {@link #upload} and {@link #download}; everything else stays
+ * on the device. Closing frees the device memory; a closed tensor refuses every use.
+ */
+public final class Tensor implements AutoCloseable {
+    private final Backend backend;
+    private final DeviceBuffer buffer;
+    private final int[] shape;
+    private final Layout layout;
+
+    private Tensor(Backend backend, DeviceBuffer buffer, int[] shape, Layout layout) {
+        this.backend = backend;
+        this.buffer = buffer;
+        this.shape = shape;
+        this.layout = layout;
+    }
+
+    /** A zero-filled tensor on the device. */
+    public static Tensor zeros(Backend backend, Layout layout, int... shape) {
+        int[] s = shape.clone();
+        long n = checkedElements(s);
+        return new Tensor(backend, backend.allocate(n, ElementType.FLOAT32), s, layout);
+    }
+
+    /** Copies host data to a new device tensor (one host-to-device transfer). */
+    public static Tensor upload(Backend backend, float[] data, Layout layout, int... shape) {
+        int[] s = shape.clone();
+        long n = checkedElements(s);
+        if (n != data.length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
+                    + " values, got an array of " + data.length);
+        }
+        Tensor t = new Tensor(backend, backend.allocate(n, ElementType.FLOAT32), s, layout);
+        try {
+            backend.upload(t.buffer, data);
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    /** Channels-first upload, the PyTorch layout. */
+    public static Tensor upload(Backend backend, float[] data, int... shape) {
+        return upload(backend, data, Layout.CHANNELS_FIRST, shape);
+    }
+
+    private static long checkedElements(int[] shape) {
+        long n = 1;
+        for (int d : shape) {
+            if (d < 0) {
+                throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape));
+            }
+            n *= d;
+            if (n > Geometry.MAX_ELEMENTS) {
+                throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has more than "
+                        + Geometry.MAX_ELEMENTS + " elements");
+            }
+        }
+        return n;
+    }
+
+    /** Copies the whole tensor to a new host array (one device-to-host transfer). */
+    public float[] download() {
+        checkOpen();
+        float[] out = new float[(int) buffer.elements()];
+        backend.download(buffer, out);
+        return out;
+    }
+
+    /** Overwrites the tensor with host data of the same length (one host-to-device transfer). */
+    public void upload(float[] data) {
+        checkOpen();
+        if (data.length != buffer.elements()) {
+            throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " holds "
+                    + buffer.elements() + " values, got an array of " + data.length);
+        }
+        backend.upload(buffer, data);
+    }
+
+    public int[] shape() {
+        return shape.clone();
+    }
+
+    public Layout layout() {
+        return layout;
+    }
+
+    public long elements() {
+        return buffer.elements();
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    /** The device buffer; for backends and tools. Owned by this tensor. */
+    public DeviceBuffer buffer() {
+        checkOpen();
+        return buffer;
+    }
+
+    public boolean isClosed() {
+        return buffer.isClosed();
+    }
+
+    void checkOpen() {
+        if (buffer.isClosed()) {
+            throw new IllegalStateException("tensor of shape " + Arrays.toString(shape) + " has been closed");
+        }
+    }
+
+    @Override
+    public void close() {
+        buffer.close();
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor" + Arrays.toString(shape) + " " + layout + " on " + backend.info().id();
+    }
+}

@@ -1,0 +1,52 @@
+package dev.clnorm.backend;
+
+/**
+ * One compute device behind the narrow interface the layer needs: memory, transfers, a fill and
+ * the batch-norm operations. Implementations count their transfers and live objects so tests can
+ * prove a training step never crosses to the host and that nothing leaks.
+ */
+public interface Backend extends AutoCloseable {
+
+    DeviceInfo info();
+
+    /** A new buffer of {@code elements} zeroed values; fails with a message naming bytes and the device limit when too large. */
+    DeviceBuffer allocate(long elements, ElementType type);
+
+    void upload(DeviceBuffer dst, float[] src);
+
+    void download(DeviceBuffer src, float[] dst);
+
+    void uploadInts(DeviceBuffer dst, int[] src);
+
+    void downloadInts(DeviceBuffer src, int[] dst);
+
+    /** Device-side fill: no host transfer. */
+    void fill(DeviceBuffer dst, float value);
+
+    /** Device-side copy of {@code elements} values: no host transfer. */
+    void copy(DeviceBuffer src, DeviceBuffer dst, long elements);
+
+    /** Operations for one layer of {@code channels} channels. */
+    BatchNormOps createBatchNormOps(int channels);
+
+    /** Waits until all enqueued work on this device is done. */
+    void finish();
+
+    /** Host-to-device plus device-to-host transfers so far. */
+    long transferCount();
+
+    /** Device buffers allocated and not yet closed. */
+    long liveBuffers();
+
+    /** Kernel objects (or their Java equivalents) created and not yet released. */
+    long liveKernels();
+
+    /** Kernel launches so far: proof that device code actually ran. */
+    long kernelLaunches();
+
+    boolean isClosed();
+
+    /** Idempotent. Buffers still open become unusable. */
+    @Override
+    void close();
+}

@@ -1,0 +1,176 @@
+package dev.clnorm.backend.java;
+
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.BatchNormOps;
+import dev.clnorm.backend.Checks;
+import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.DeviceInfo;
+import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.ResourceCounters;
+
+import java.util.Arrays;
+import java.util.concurrent.ForkJoinPool;
+
+/**
+ * The pure-Java backend: heap arrays as device memory and a fork-join pool using every core.
+ * Always available; chosen automatically when no OpenCL device exists.
+ */
+public final class JavaBackend implements Backend {
+    /** Java arrays are int-indexed; leave headroom the VM reserves for array headers. */
+    private static final long MAX_ARRAY_ELEMENTS = Integer.MAX_VALUE - 8L;
+
+    private final ResourceCounters counters = new ResourceCounters();
+    private final ForkJoinPool pool;
+    private final DeviceInfo info;
+    private volatile boolean closed;
+
+    public JavaBackend() {
+        this(Runtime.getRuntime().availableProcessors());
+    }
+
+    public JavaBackend(int threads) {
+        this.pool = new ForkJoinPool(threads);
+        long maxMemory = Runtime.getRuntime().maxMemory();
+        this.info = new DeviceInfo("java", DeviceInfo.Kind.JAVA, "Java", System.getProperty("java.vendor"),
+                "Java backend (" + threads + " threads)", "Java " + Runtime.version(), threads,
+                maxMemory, Math.min(maxMemory, MAX_ARRAY_ELEMENTS * 4), 1, true, false);
+    }
+
+    ResourceCounters counters() {
+        return counters;
+    }
+
+    ForkJoinPool pool() {
+        return pool;
+    }
+
+    void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("the Java backend has been closed");
+        }
+    }
+
+    static JavaBuffer cast(Backend owner, DeviceBuffer buffer, ElementType type, String what) {
+        Checks.usable(owner, buffer, type, what);
+        return (JavaBuffer) buffer;
+    }
+
+    @Override
+    public DeviceInfo info() {
+        return info;
+    }
+
+    @Override
+    public DeviceBuffer allocate(long elements, ElementType type) {
+        checkOpen();
+        Checks.allocationFits(elements, type, info);
+        JavaBuffer buffer = new JavaBuffer(this, elements, type);
+        counters.liveBuffers.incrementAndGet();
+        return buffer;
+    }
+
+    @Override
+    public void upload(DeviceBuffer dst, float[] src) {
+        checkOpen();
+        JavaBuffer b = cast(this, dst, ElementType.FLOAT32, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        System.arraycopy(src, 0, b.floats(), 0, src.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void download(DeviceBuffer src, float[] dst) {
+        checkOpen();
+        JavaBuffer b = cast(this, src, ElementType.FLOAT32, "source");
+        Checks.sameLength(b, dst.length, "download");
+        System.arraycopy(b.floats(), 0, dst, 0, dst.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void uploadInts(DeviceBuffer dst, int[] src) {
+        checkOpen();
+        JavaBuffer b = cast(this, dst, ElementType.INT32, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        System.arraycopy(src, 0, b.ints(), 0, src.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void downloadInts(DeviceBuffer src, int[] dst) {
+        checkOpen();
+        JavaBuffer b = cast(this, src, ElementType.INT32, "source");
+        Checks.sameLength(b, dst.length, "download");
+        System.arraycopy(b.ints(), 0, dst, 0, dst.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void fill(DeviceBuffer dst, float value) {
+        checkOpen();
+        Arrays.fill(cast(this, dst, ElementType.FLOAT32, "destination").floats(), value);
+    }
+
+    @Override
+    public void copy(DeviceBuffer src, DeviceBuffer dst, long elements) {
+        checkOpen();
+        float[] from = cast(this, src, ElementType.FLOAT32, "source").floats();
+        float[] to = cast(this, dst, ElementType.FLOAT32, "destination").floats();
+        if (elements > from.length || elements > to.length) {
+            throw new IllegalArgumentException("copy of " + elements + " elements between buffers of "
+                    + from.length + " and " + to.length);
+        }
+        System.arraycopy(from, 0, to, 0, (int) elements);
+    }
+
+    @Override
+    public BatchNormOps createBatchNormOps(int channels) {
+        checkOpen();
+        return new JavaBatchNormOps(this, channels);
+    }
+
+    @Override
+    public void finish() {
+        checkOpen();
+        // Every Java operation completes before it returns.
+    }
+
+    @Override
+    public long transferCount() {
+        return counters.transfers.get();
+    }
+
+    @Override
+    public long liveBuffers() {
+        return counters.liveBuffers.get();
+    }
+
+    @Override
+    public long liveKernels() {
+        return counters.liveKernels.get();
+    }
+
+    @Override
+    public long kernelLaunches() {
+        return counters.launches.get();
+    }
+
+    @Override
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        pool.shutdown();
+    }
+
+    @Override
+    public String toString() {
+        return info.describe();
+    }
+}

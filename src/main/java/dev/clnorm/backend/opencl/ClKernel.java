@@ -1,0 +1,84 @@
+package dev.clnorm.backend.opencl;
+
+import org.jocl.CL;
+import org.jocl.Pointer;
+import org.jocl.Sizeof;
+import org.jocl.cl_kernel;
+
+/**
+ * One cl_kernel with one owner. Arguments are set through this object and kernels are never
+ * shared between layers, so concurrent layers cannot race on clSetKernelArg.
+ */
+final class ClKernel implements AutoCloseable {
+    private final OpenClBackend backend;
+    private final String name;
+    private final long maxWorkGroupSize;
+    private cl_kernel kernel;
+
+    ClKernel(OpenClBackend backend, cl_kernel kernel, String name, long maxWorkGroupSize) {
+        this.backend = backend;
+        this.kernel = kernel;
+        this.name = name;
+        this.maxWorkGroupSize = maxWorkGroupSize;
+    }
+
+    String name() {
+        return name;
+    }
+
+    /** min(CL_KERNEL_WORK_GROUP_SIZE, CL_DEVICE_MAX_WORK_GROUP_SIZE) for this kernel on its device. */
+    long maxWorkGroupSize() {
+        return maxWorkGroupSize;
+    }
+
+    private cl_kernel handle() {
+        if (kernel == null) {
+            throw new IllegalStateException("kernel " + name + " has been released");
+        }
+        return kernel;
+    }
+
+    ClKernel arg(int index, ClBuffer buffer) {
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_mem, Pointer.to(buffer.mem())), index);
+        return this;
+    }
+
+    ClKernel arg(int index, int value) {
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_int, Pointer.to(new int[]{value})), index);
+        return this;
+    }
+
+    ClKernel arg(int index, float value) {
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_float, Pointer.to(new float[]{value})), index);
+        return this;
+    }
+
+    /** A __local array of {@code bytes} bytes. */
+    ClKernel localArg(int index, long bytes) {
+        check(CL.clSetKernelArg(handle(), index, bytes, null), index);
+        return this;
+    }
+
+    private void check(int code, int index) {
+        ClException.check(code, "clSetKernelArg(" + index + ")", name, backend.info().name());
+    }
+
+    /** Enqueues without waiting; global sizes must already be multiples of the local sizes. */
+    void launch(long[] global, long[] local) {
+        backend.checkOpen();
+        int code = CL.clEnqueueNDRangeKernel(backend.queue(), handle(), global.length, null, global, local, 0, null, null);
+        ClException.check(code, "clEnqueueNDRangeKernel", name, backend.info().name());
+        backend.counters().launches.incrementAndGet();
+    }
+
+    @Override
+    public synchronized void close() {
+        if (kernel == null) {
+            return;
+        }
+        cl_kernel k = kernel;
+        kernel = null;
+        CL.clReleaseKernel(k);
+        backend.counters().liveKernels.decrementAndGet();
+    }
+}

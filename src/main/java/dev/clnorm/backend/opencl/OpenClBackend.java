@@ -1,0 +1,270 @@
+package dev.clnorm.backend.opencl;
+
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.BatchNormOps;
+import dev.clnorm.backend.Checks;
+import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.DeviceInfo;
+import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.ResourceCounters;
+import org.jocl.CL;
+import org.jocl.Pointer;
+import org.jocl.Sizeof;
+import org.jocl.cl_command_queue;
+import org.jocl.cl_context;
+import org.jocl.cl_context_properties;
+import org.jocl.cl_mem;
+
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * One OpenCL device: its context, one in-order command queue, and the programs built for it
+ * (built once per option set and cached). Closing releases the queue, programs and context once.
+ */
+public final class OpenClBackend implements Backend {
+    private final ClDevice device;
+    private final ResourceCounters counters = new ResourceCounters();
+    private final Map<String, ClProgram> programs = new HashMap<>();
+    private cl_context context;
+    private cl_command_queue queue;
+    private volatile boolean closed;
+
+    public OpenClBackend(ClDevice device) {
+        this.device = device;
+        String name = device.info().name();
+        int[] err = new int[1];
+        cl_context_properties props = new cl_context_properties();
+        props.addProperty(CL.CL_CONTEXT_PLATFORM, device.platform());
+        context = CL.clCreateContext(props, 1, new org.jocl.cl_device_id[]{device.device()}, null, null, err);
+        ClException.check(err[0], "clCreateContext", null, name);
+        @SuppressWarnings("deprecation")
+        cl_command_queue q = CL.clCreateCommandQueue(context, device.device(), CL.CL_QUEUE_PROFILING_ENABLE, err);
+        if (err[0] != CL.CL_SUCCESS) {
+            CL.clReleaseContext(context);
+            ClException.check(err[0], "clCreateCommandQueue", null, name);
+        }
+        queue = q;
+    }
+
+    ClDevice device() {
+        return device;
+    }
+
+    ResourceCounters counters() {
+        return counters;
+    }
+
+    cl_context context() {
+        checkOpen();
+        return context;
+    }
+
+    cl_command_queue queue() {
+        checkOpen();
+        return queue;
+    }
+
+    void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("OpenCL backend for " + device.info().name() + " has been closed");
+        }
+    }
+
+    /** The clnorm batch-norm program for this device, built on first use and cached. */
+    ClProgram batchNormProgram() {
+        return program(KernelSources.batchNormProgram(), "-cl-std=CL1.2");
+    }
+
+    /**
+     * Builds (or returns the cached build of) a program from source. Public so that tools and
+     * tests can check that a broken source reports its build log.
+     */
+    public synchronized ClProgram program(String source, String options) {
+        checkOpen();
+        String key = options + '\u0000' + source;
+        ClProgram p = programs.get(key);
+        if (p == null) {
+            p = ClProgram.build(this, source, options);
+            programs.put(key, p);
+        }
+        return p;
+    }
+
+    static ClBuffer cast(Backend owner, DeviceBuffer buffer, ElementType type, String what) {
+        Checks.usable(owner, buffer, type, what);
+        return (ClBuffer) buffer;
+    }
+
+    @Override
+    public DeviceInfo info() {
+        return device.info();
+    }
+
+    @Override
+    public DeviceBuffer allocate(long elements, ElementType type) {
+        checkOpen();
+        Checks.allocationFits(elements, type, info());
+        int[] err = new int[1];
+        // OpenCL forbids zero-sized buffers; an empty tensor still gets a handle.
+        long bytes = Math.max(elements * type.bytes(), type.bytes());
+        cl_mem mem = CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, err);
+        ClException.check(err[0], "clCreateBuffer(" + bytes + " bytes)", null, info().name());
+        counters.liveBuffers.incrementAndGet();
+        ClBuffer buffer = new ClBuffer(this, mem, elements, type);
+        try {
+            zero(buffer, bytes);
+        } catch (RuntimeException e) {
+            buffer.close();
+            throw e;
+        }
+        return buffer;
+    }
+
+    private void zero(ClBuffer buffer, long bytes) {
+        int code = CL.clEnqueueFillBuffer(queue, buffer.mem(), Pointer.to(new int[]{0}), Sizeof.cl_int, 0, bytes,
+                0, null, null);
+        ClException.check(code, "clEnqueueFillBuffer", null, info().name());
+    }
+
+    @Override
+    public void upload(DeviceBuffer dst, float[] src) {
+        checkOpen();
+        ClBuffer b = cast(this, dst, ElementType.FLOAT32, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        if (src.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
+        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void download(DeviceBuffer src, float[] dst) {
+        checkOpen();
+        ClBuffer b = cast(this, src, ElementType.FLOAT32, "source");
+        Checks.sameLength(b, dst.length, "download");
+        if (dst.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
+        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void uploadInts(DeviceBuffer dst, int[] src) {
+        checkOpen();
+        ClBuffer b = cast(this, dst, ElementType.INT32, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        if (src.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
+        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void downloadInts(DeviceBuffer src, int[] dst) {
+        checkOpen();
+        ClBuffer b = cast(this, src, ElementType.INT32, "source");
+        Checks.sameLength(b, dst.length, "download");
+        if (dst.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
+        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void fill(DeviceBuffer dst, float value) {
+        checkOpen();
+        ClBuffer b = cast(this, dst, ElementType.FLOAT32, "destination");
+        if (b.elements() == 0) {
+            return;
+        }
+        int code = CL.clEnqueueFillBuffer(queue, b.mem(), Pointer.to(new float[]{value}), Sizeof.cl_float, 0,
+                b.bytes(), 0, null, null);
+        ClException.check(code, "clEnqueueFillBuffer", null, info().name());
+    }
+
+    @Override
+    public void copy(DeviceBuffer src, DeviceBuffer dst, long elements) {
+        checkOpen();
+        ClBuffer from = cast(this, src, ElementType.FLOAT32, "source");
+        ClBuffer to = cast(this, dst, ElementType.FLOAT32, "destination");
+        if (elements > from.elements() || elements > to.elements()) {
+            throw new IllegalArgumentException("copy of " + elements + " elements between buffers of "
+                    + from.elements() + " and " + to.elements());
+        }
+        if (elements == 0) {
+            return;
+        }
+        int code = CL.clEnqueueCopyBuffer(queue, from.mem(), to.mem(), 0, 0, elements * 4, 0, null, null);
+        ClException.check(code, "clEnqueueCopyBuffer", null, info().name());
+    }
+
+    @Override
+    public BatchNormOps createBatchNormOps(int channels) {
+        checkOpen();
+        return new OpenClBatchNormOps(this, channels);
+    }
+
+    @Override
+    public void finish() {
+        checkOpen();
+        ClException.check(CL.clFinish(queue), "clFinish", null, info().name());
+    }
+
+    @Override
+    public long transferCount() {
+        return counters.transfers.get();
+    }
+
+    @Override
+    public long liveBuffers() {
+        return counters.liveBuffers.get();
+    }
+
+    @Override
+    public long liveKernels() {
+        return counters.liveKernels.get();
+    }
+
+    @Override
+    public long kernelLaunches() {
+        return counters.launches.get();
+    }
+
+    @Override
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        CL.clFinish(queue);
+        closed = true;
+        for (ClProgram p : programs.values()) {
+            p.close();
+        }
+        programs.clear();
+        // Objects still alive (buffers, kernels) hold their own references, so the context
+        // survives until they are released too: releasing in any order is safe.
+        CL.clReleaseCommandQueue(queue);
+        CL.clReleaseContext(context);
+        queue = null;
+        context = null;
+    }
+
+    @Override
+    public String toString() {
+        return info().describe();
+    }
+}

@@ -1,0 +1,56 @@
+package dev.clnorm;
+
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.java.JavaBackend;
+import dev.clnorm.backend.opencl.ClDevice;
+import dev.clnorm.backend.opencl.OpenClBackend;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+/**
+ * Every backend the machine offers, opened once per test run and shared by the tests: the Java
+ * backend and one backend per OpenCL device found. With CLNORM_REQUIRE_OPENCL=1 (CI) a machine
+ * without an OpenCL device fails here instead of quietly testing only Java.
+ */
+public final class TestBackends {
+    private static List<Backend> all;
+
+    private TestBackends() {
+    }
+
+    public static boolean openClRequired() {
+        return "1".equals(System.getenv("CLNORM_REQUIRE_OPENCL"));
+    }
+
+    public static synchronized List<Backend> all() {
+        if (all == null) {
+            List<Backend> list = new ArrayList<>();
+            list.add(new JavaBackend());
+            List<ClDevice> devices = Devices.openClDevices();
+            if (devices.isEmpty() && openClRequired()) {
+                throw new IllegalStateException("CLNORM_REQUIRE_OPENCL=1 but no OpenCL device was found: "
+                        + String.join("; ", Devices.openClProblems()));
+            }
+            for (ClDevice d : devices) {
+                list.add(new OpenClBackend(d));
+            }
+            all = List.copyOf(list);
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> all.forEach(Backend::close)));
+        }
+        return all;
+    }
+
+    /**
+     * For {@code @MethodSource}: one argument per backend, named by its device id. Backends are
+     * shared, so parameterized tests must declare {@code autoCloseArguments = false}.
+     */
+    public static Stream<Backend> backends() {
+        return all().stream();
+    }
+
+    public static List<Backend> openCl() {
+        return all().stream().filter(b -> b instanceof OpenClBackend).toList();
+    }
+}
