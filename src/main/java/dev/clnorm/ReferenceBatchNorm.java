@@ -4,15 +4,16 @@ import org.apache.commons.math3.stat.descriptive.moment.Mean;
 import org.apache.commons.math3.stat.descriptive.moment.Variance;
 
 /**
- * The float64 batch-norm reference every backend is tested against: the textbook formulas of
- * Ioffe & Szegedy written once, plainly, with Commons Math computing the statistics.
+ * The float64 batch-norm reference every backend is tested against (and the demo and parity tools
+ * compare with): the textbook formulas of Ioffe & Szegedy written once, plainly, with Commons Math
+ * computing the statistics. Slow on purpose; never used on a hot path.
  */
-final class ReferenceBatchNorm {
+public final class ReferenceBatchNorm {
     private ReferenceBatchNorm() {
     }
 
     /** Values of channel c gathered from a tensor of the given geometry. */
-    static double[] channel(float[] x, Geometry g, int c) {
+    public static double[] channel(float[] x, Geometry g, int c) {
         double[] v = new double[(int) g.valuesPerChannel()];
         int k = 0;
         for (int o = 0; o < g.outer(); o++) {
@@ -23,7 +24,7 @@ final class ReferenceBatchNorm {
         return v;
     }
 
-    static double[] channel(double[] x, Geometry g, int c) {
+    public static double[] channel(double[] x, Geometry g, int c) {
         double[] v = new double[(int) g.valuesPerChannel()];
         int k = 0;
         for (int o = 0; o < g.outer(); o++) {
@@ -34,7 +35,7 @@ final class ReferenceBatchNorm {
         return v;
     }
 
-    static double[] toDouble(float[] x) {
+    public static double[] toDouble(float[] x) {
         double[] d = new double[x.length];
         for (int i = 0; i < x.length; i++) {
             d[i] = x[i];
@@ -43,10 +44,10 @@ final class ReferenceBatchNorm {
     }
 
     /** Batch mean, biased variance (normalises) and unbiased variance (feeds running_var). */
-    record Stats(double[] mean, double[] var, double[] unbiasedVar) {
+    public record Stats(double[] mean, double[] var, double[] unbiasedVar) {
     }
 
-    static Stats stats(double[] x, Geometry g) {
+    public static Stats stats(double[] x, Geometry g) {
         int nc = g.channels();
         double[] mean = new double[nc];
         double[] var = new double[nc];
@@ -61,7 +62,7 @@ final class ReferenceBatchNorm {
     }
 
     /** y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel. */
-    static double[] normalize(double[] x, Geometry g, double[] mean, double[] var, double[] gamma, double[] beta,
+    public static double[] normalize(double[] x, Geometry g, double[] mean, double[] var, double[] gamma, double[] beta,
                               double eps) {
         double[] y = new double[x.length];
         for (int o = 0; o < g.outer(); o++) {
@@ -76,13 +77,13 @@ final class ReferenceBatchNorm {
         return y;
     }
 
-    static double[] trainingForward(double[] x, Geometry g, double[] gamma, double[] beta, double eps) {
+    public static double[] trainingForward(double[] x, Geometry g, double[] gamma, double[] beta, double eps) {
         Stats s = stats(x, g);
         return normalize(x, g, s.mean(), s.var(), gamma, beta, eps);
     }
 
     /** PyTorch's update: running = (1 - f) * running + f * batch, with the unbiased variance. */
-    static void updateRunning(double[] runningMean, double[] runningVar, Stats s, double factor) {
+    public static void updateRunning(double[] runningMean, double[] runningVar, Stats s, double factor) {
         for (int c = 0; c < runningMean.length; c++) {
             runningMean[c] = (1 - factor) * runningMean[c] + factor * s.mean()[c];
             runningVar[c] = (1 - factor) * runningVar[c] + factor * s.unbiasedVar()[c];
@@ -90,14 +91,14 @@ final class ReferenceBatchNorm {
     }
 
     /** dx, dgamma, dbeta of the training forward. */
-    record Grads(double[] dx, double[] dgamma, double[] dbeta) {
+    public record Grads(double[] dx, double[] dgamma, double[] dbeta) {
     }
 
     /**
      * Backward in the compact form: dbeta = sum dy, dgamma = sum dy*xhat,
      * dx = gamma*invstd/m * (m*dy - dbeta - xhat*dgamma).
      */
-    static Grads backward(double[] x, double[] dy, Geometry g, double[] gamma, double eps) {
+    public static Grads backward(double[] x, double[] dy, Geometry g, double[] gamma, double eps) {
         Stats s = stats(x, g);
         int nc = g.channels();
         double m = g.valuesPerChannel();
@@ -131,8 +132,33 @@ final class ReferenceBatchNorm {
     }
 
     /** Inference: the same affine map with the running statistics. */
-    static double[] inference(double[] x, Geometry g, double[] runningMean, double[] runningVar, double[] gamma,
+    public static double[] inference(double[] x, Geometry g, double[] runningMean, double[] runningVar, double[] gamma,
                               double[] beta, double eps) {
         return normalize(x, g, runningMean, runningVar, gamma, beta, eps);
+    }
+
+    /**
+     * Per channel, sum(|dy|) and sum(|dy * xhat|): the magnitudes that bound the float32 rounding
+     * of dbeta and dgamma, which are sums of those terms.
+     */
+    public record GradMagnitudes(double[] dbeta, double[] dgamma) {
+    }
+
+    public static GradMagnitudes gradMagnitudes(double[] x, double[] dy, Geometry g, double eps) {
+        Stats s = stats(x, g);
+        int nc = g.channels();
+        double[] b = new double[nc];
+        double[] gm = new double[nc];
+        for (int o = 0; o < g.outer(); o++) {
+            for (int c = 0; c < nc; c++) {
+                double invstd = 1.0 / Math.sqrt(s.var()[c] + eps);
+                for (int i = 0; i < g.inner(); i++) {
+                    int at = (o * nc + c) * g.inner() + i;
+                    b[c] += Math.abs(dy[at]);
+                    gm[c] += Math.abs(dy[at] * (x[at] - s.mean()[c]) * invstd);
+                }
+            }
+        }
+        return new GradMagnitudes(b, gm);
     }
 }
