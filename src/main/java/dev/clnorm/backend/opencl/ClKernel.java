@@ -66,7 +66,8 @@ final class ClKernel implements AutoCloseable {
     /** Enqueues without waiting; global sizes must already be multiples of the local sizes. */
     void launch(long[] global, long[] local) {
         backend.checkOpen();
-        int code = CL.clEnqueueNDRangeKernel(backend.queue(), handle(), global.length, null, global, local, 0, null, null);
+        int code = CL.clEnqueueNDRangeKernel(backend.queue(), handle(), global.length, null, global, local, 0, null,
+                backend.profilingEvent());
         ClException.check(code, "clEnqueueNDRangeKernel", name, backend.info().name());
         backend.counters().launches.incrementAndGet();
     }

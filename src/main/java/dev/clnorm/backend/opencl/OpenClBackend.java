@@ -13,9 +13,12 @@ import org.jocl.Sizeof;
 import org.jocl.cl_command_queue;
 import org.jocl.cl_context;
 import org.jocl.cl_context_properties;
+import org.jocl.cl_event;
 import org.jocl.cl_mem;
 
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -26,6 +29,9 @@ public final class OpenClBackend implements Backend {
     private final ClDevice device;
     private final ResourceCounters counters = new ResourceCounters();
     private final Map<String, ClProgram> programs = new HashMap<>();
+    /** Profiling events of launches since {@link #startProfiling()}; null when not profiling. */
+    private List<cl_event> profiled;
+    private ClKernel copyKernel;
     private cl_context context;
     private cl_command_queue queue;
     private volatile boolean closed;
@@ -191,6 +197,10 @@ public final class OpenClBackend implements Backend {
         ClException.check(code, "clEnqueueFillBuffer", null, info().name());
     }
 
+    /**
+     * Copies with the copy kernel of opencl-kernels/copy.cl rather than clEnqueueCopyBuffer, so the
+     * bench's bandwidth yardstick is ordinary kernel code like the batch-norm kernels.
+     */
     @Override
     public void copy(DeviceBuffer src, DeviceBuffer dst, long elements) {
         checkOpen();
@@ -203,8 +213,15 @@ public final class OpenClBackend implements Backend {
         if (elements == 0) {
             return;
         }
-        int code = CL.clEnqueueCopyBuffer(queue, from.mem(), to.mem(), 0, 0, elements * 4, 0, null, null);
-        ClException.check(code, "clEnqueueCopyBuffer", null, info().name());
+        synchronized (this) {
+            if (copyKernel == null) {
+                copyKernel = program(KernelSources.load("copy.cl"), "-cl-std=CL1.2").createKernel("copy_floats");
+            }
+            long items = Math.max(elements / 4, elements % 4);
+            long local = Math.min(256, Integer.highestOneBit((int) Math.max(1, copyKernel.maxWorkGroupSize())));
+            copyKernel.arg(0, from).arg(1, to).arg(2, (int) elements);
+            copyKernel.launch(new long[]{(items + local - 1) / local * local}, new long[]{local});
+        }
     }
 
     @Override
@@ -217,6 +234,60 @@ public final class OpenClBackend implements Backend {
     public void finish() {
         checkOpen();
         ClException.check(CL.clFinish(queue), "clFinish", null, info().name());
+    }
+
+    /**
+     * From now on every kernel launch records a profiling event, until {@link #stopProfiling()}.
+     * For the bench: profiling adds a little host work per launch, so it stays off otherwise.
+     */
+    public synchronized void startProfiling() {
+        checkOpen();
+        if (profiled != null) {
+            profiled.forEach(CL::clReleaseEvent);
+        }
+        profiled = new ArrayList<>();
+    }
+
+    /**
+     * Waits for the recorded launches and returns their summed device execution time in
+     * nanoseconds (CL_PROFILING_COMMAND_START to _END, per launch); stops profiling.
+     */
+    public synchronized long stopProfiling() {
+        checkOpen();
+        if (profiled == null) {
+            throw new IllegalStateException("profiling was not started");
+        }
+        List<cl_event> events = profiled;
+        profiled = null;
+        long total = 0;
+        try {
+            if (!events.isEmpty()) {
+                ClException.check(CL.clWaitForEvents(events.size(), events.toArray(new cl_event[0])),
+                        "clWaitForEvents", null, info().name());
+            }
+            long[] start = new long[1];
+            long[] end = new long[1];
+            for (cl_event e : events) {
+                ClException.check(CL.clGetEventProfilingInfo(e, CL.CL_PROFILING_COMMAND_START, Sizeof.cl_ulong,
+                        Pointer.to(start), null), "clGetEventProfilingInfo", null, info().name());
+                ClException.check(CL.clGetEventProfilingInfo(e, CL.CL_PROFILING_COMMAND_END, Sizeof.cl_ulong,
+                        Pointer.to(end), null), "clGetEventProfilingInfo", null, info().name());
+                total += end[0] - start[0];
+            }
+        } finally {
+            events.forEach(CL::clReleaseEvent);
+        }
+        return total;
+    }
+
+    /** An event for the next launch when profiling, else null (no event is created). */
+    synchronized cl_event profilingEvent() {
+        if (profiled == null) {
+            return null;
+        }
+        cl_event e = new cl_event();
+        profiled.add(e);
+        return e;
     }
 
     @Override
@@ -251,6 +322,13 @@ public final class OpenClBackend implements Backend {
         }
         CL.clFinish(queue);
         closed = true;
+        if (copyKernel != null) {
+            copyKernel.close();
+        }
+        if (profiled != null) {
+            profiled.forEach(CL::clReleaseEvent);
+            profiled = null;
+        }
         for (ClProgram p : programs.values()) {
             p.close();
         }

@@ -1,0 +1,169 @@
+package dev.clnorm.bench;
+
+import dev.clnorm.BatchNorm;
+import dev.clnorm.Geometry;
+import dev.clnorm.Layout;
+import dev.clnorm.Tensor;
+import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.opencl.OpenClBackend;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+
+/**
+ * Times batch-norm operations on one device, next to that device's copy bandwidth measured on the
+ * same element count in the same run. Every timed call is followed by a wait for completion, so
+ * wall time covers enqueue, execution and synchronisation; device time comes from OpenCL
+ * profiling events in a separate pass so that event bookkeeping never inflates wall time.
+ */
+public final class BenchRunner {
+    /** Leave headroom on a device for partial buffers and the runtime itself. */
+    private static final double MEMORY_HEADROOM = 0.8;
+
+    private final int warmup;
+    private final int repeats;
+
+    public BenchRunner(int warmup, int repeats) {
+        if (warmup < 0 || repeats < 1) {
+            throw new IllegalArgumentException("warm-up must be >= 0 and repeats >= 1, got " + warmup + " and " + repeats);
+        }
+        this.warmup = warmup;
+        this.repeats = repeats;
+    }
+
+    /** Why a shape cannot run on a device (memory), or null when it fits. */
+    public static String wontFit(Backend backend, int[] shape) {
+        long elements = 1;
+        for (int d : shape) {
+            elements *= d;
+        }
+        long tensorBytes = elements * 4;
+        long budget = backend.info().globalMemBytes();
+        if (backend.info().kind() == dev.clnorm.backend.DeviceInfo.Kind.JAVA) {
+            Runtime rt = Runtime.getRuntime();
+            budget = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
+        }
+        if (tensorBytes > backend.info().maxAllocBytes()) {
+            return "one tensor needs " + tensorBytes + " bytes, the device allows " + backend.info().maxAllocBytes()
+                    + " per allocation";
+        }
+        if (4 * tensorBytes > budget * MEMORY_HEADROOM) {
+            return "x, y, dy and dx need " + 4 * tensorBytes + " bytes, the device has about " + budget;
+        }
+        return null;
+    }
+
+    /** Measures the copy yardstick and then each requested op on one shape. */
+    public List<BenchResult> run(Backend backend, int[] shape, Layout layout, EnumSet<Op> ops,
+                                 Consumer<String> progress) {
+        Geometry g = Geometry.of(shape, layout);
+        int n = (int) g.elements();
+        List<BenchResult> out = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(12345);
+        float[] xh = new float[n];
+        float[] dyh = new float[n];
+        for (int i = 0; i < n; i++) {
+            xh[i] = (float) (r.nextDouble() * 4 - 1);
+            dyh[i] = (float) (r.nextDouble() * 2 - 1);
+        }
+        try (BatchNorm bn = BatchNorm.builder(g.channels()).backend(backend).build();
+             Tensor x = Tensor.upload(backend, xh, layout, shape);
+             Tensor dy = Tensor.upload(backend, dyh, layout, shape);
+             Tensor y = Tensor.zeros(backend, layout, shape);
+             Tensor dx = Tensor.zeros(backend, layout, shape)) {
+            bn.forwardTraining(x, y);  // saved statistics for backward
+            progress.accept("copy");
+            BenchResult copy = measure(backend, shape, layout, Op.COPY, n, 0,
+                    () -> backend.copy(x.buffer(), y.buffer(), n));
+            out.add(copy);
+            double copyGbps = copy.gbps();
+            for (Op op : ops) {
+                if (op == Op.COPY) {
+                    continue;
+                }
+                progress.accept(op.id());
+                Runnable call = switch (op) {
+                    case TRAIN_FORWARD -> () -> bn.forwardTraining(x, y);
+                    case INFERENCE -> () -> bn.forwardInference(x, y);
+                    case BACKWARD -> () -> bn.backward(x, dy, dx);
+                    case TRAIN_STEP -> () -> {
+                        bn.forwardTraining(x, y);
+                        bn.backward(x, dy, dx);
+                    };
+                    case COPY -> throw new AssertionError();
+                };
+                out.add(measure(backend, shape, layout, op, n, copyGbps, call));
+            }
+        }
+        return out;
+    }
+
+    private BenchResult measure(Backend backend, int[] shape, Layout layout, Op op, long elements, double copyGbps,
+                                Runnable call) {
+        for (int w = 0; w < warmup; w++) {
+            call.run();
+        }
+        backend.finish();
+        double[] wall = new double[repeats];
+        for (int i = 0; i < repeats; i++) {
+            long t0 = System.nanoTime();
+            call.run();
+            backend.finish();
+            wall[i] = (System.nanoTime() - t0) / 1e6;
+        }
+        Samples kernel = null;
+        if (backend instanceof OpenClBackend cl) {
+            double[] dev = new double[repeats];
+            for (int i = 0; i < repeats; i++) {
+                cl.startProfiling();
+                call.run();
+                dev[i] = cl.stopProfiling() / 1e6;
+            }
+            kernel = Samples.of(dev);
+        }
+        Samples w = Samples.of(wall);
+        double copy = op == Op.COPY ? op.bytesPerElement() * (double) elements / (w.median() * 1e6) : copyGbps;
+        return new BenchResult(backend.info().id(), backend.info().name(), shape.clone(), layout.name(), op, elements,
+                w, kernel, copy);
+    }
+
+    /** "32x64x112x112" for tables and files. */
+    public static String shapeText(int[] shape) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < shape.length; i++) {
+            sb.append(i == 0 ? "" : "x").append(shape[i]);
+        }
+        return sb.toString();
+    }
+
+    public static int[] parseShape(String s) {
+        String[] parts = s.trim().split("[x,]");
+        if (parts.length < 2) {
+            throw new IllegalArgumentException("shape '" + s + "' needs at least two dimensions, e.g. 32x64x56x56");
+        }
+        int[] shape = new int[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            try {
+                shape[i] = Integer.parseInt(parts[i].trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("shape '" + s + "' has a non-numeric dimension '" + parts[i] + "'");
+            }
+            if (shape[i] <= 0) {
+                throw new IllegalArgumentException("shape '" + s + "' has a non-positive dimension " + shape[i]);
+            }
+        }
+        return shape;
+    }
+
+    /** The default shape set of the bench: ResNet-50 at N=32, a long-axis small-C case, MLPs, a tiny one. */
+    public static List<int[]> defaultShapes() {
+        return Arrays.asList(
+                new int[]{32, 64, 112, 112}, new int[]{32, 256, 56, 56}, new int[]{32, 512, 28, 28},
+                new int[]{32, 1024, 14, 14}, new int[]{32, 2048, 7, 7}, new int[]{20, 6, 65536},
+                new int[]{4096, 1024}, new int[]{128, 1024}, new int[]{32, 64});
+    }
+}

@@ -1,0 +1,37 @@
+package dev.clnorm.bench;
+
+/** What the bench times, with the minimum memory traffic of REFERENCE.md §3 in bytes per element. */
+public enum Op {
+    TRAIN_FORWARD("train_forward", 12),
+    INFERENCE("inference", 8),
+    BACKWARD("backward", 12),
+    TRAIN_STEP("train_step", 24),
+    /** The yardstick: read and write each element once. */
+    COPY("copy", 8);
+
+    private final String id;
+    private final int bytesPerElement;
+
+    Op(String id, int bytesPerElement) {
+        this.id = id;
+        this.bytesPerElement = bytesPerElement;
+    }
+
+    public String id() {
+        return id;
+    }
+
+    public int bytesPerElement() {
+        return bytesPerElement;
+    }
+
+    public static Op parse(String s) {
+        for (Op op : values()) {
+            if (op.id.equalsIgnoreCase(s) || op.name().equalsIgnoreCase(s)) {
+                return op;
+            }
+        }
+        throw new IllegalArgumentException("unknown operation '" + s + "'; use train_forward, inference, backward, "
+                + "train_step or copy");
+    }
+}
