@@ -24,13 +24,48 @@ import java.util.List;
  * moving average, factor {@code 1 / numBatchesTracked}. The running variance is fed the unbiased
  * batch variance (m/(m-1)); normalisation uses the biased one, as in PyTorch.
  *
- * <p><b>Non-finite input policy:</b> a channel whose batch statistics are NaN or infinite gets NaN
- * output (other channels are unaffected) and its running statistics are <i>not</i> updated; the
- * skip is counted per channel ({@link #skippedUpdates()}). With {@link Builder#strictNonFinite}
- * the forward instead throws (this costs one small download per training step).
+ * <p><b>Bad input</b> is rejected with an exception naming what was expected and what was received,
+ * before any device work and without changing anything the layer stores: rank outside 2..5, a
+ * channel count that differs from the layer's, dy/dx/y whose shape or layout differs from x's,
+ * parameter or running-statistic arrays of the wrong length, and training with one value per
+ * channel ({@code "Expected more than 1 value per channel when training, got input size [1, 10]"},
+ * as PyTorch; N = 1 with a spatial size above 1, and inference with N = 1, are fine).
  *
- * <p>A layer is used from one thread at a time (its methods are synchronized); separate layers on
- * one device may run on separate threads.
+ * <p><b>Empty batch (N = 0, or a zero spatial extent):</b> the output is empty, the running
+ * statistics and {@link #numBatchesTracked()} are untouched, and backward gives an empty dx with
+ * dgamma = dbeta = 0.
+ *
+ * <p><b>Non-finite input policy:</b> a channel whose batch statistics are not finite in float32 (NaN
+ * or Inf in its input, or a variance above float32's maximum of about 3.4e38) is not folded into the
+ * running statistics: the update of that channel is skipped and counted ({@link #skippedUpdates()}),
+ * other channels are updated normally. NaN/Inf input makes that channel's whole output NaN and
+ * leaves every other channel unaffected. With {@link Builder#strictNonFinite} the training forward
+ * throws {@link ArithmeticException} instead and the step is rolled back: running statistics,
+ * skip counters and {@link #numBatchesTracked()} keep their values from before the call and
+ * backward refuses to run on that step (strict mode costs a few small transfers per training step).
+ *
+ * <p><b>Large magnitudes:</b> statistics are computed from values shifted by each channel's first
+ * value and (on OpenCL) scaled by a power of two, with the variance kept as a mean of squares rather
+ * than a sum of squares, so inputs near |x| = 1e19, whose squares and sums of squares overflow float32,
+ * still give finite and correct means, variances and outputs. A channel whose variance itself exceeds
+ * float32's range (a spread above about 1.8e19) is still normalised correctly, but its running
+ * variance cannot hold the value: that update is skipped and counted as above.
+ *
+ * <p><b>Running statistics are validated:</b> {@link #setRunningVar} accepts only finite values >= 0
+ * and {@link #setRunningMean} only finite values. Buffers handed out by {@link #deviceState()} can be
+ * written directly, so the first inference after that call downloads and checks the running
+ * statistics (one transfer of 2C floats) and throws before any device work if a running variance is
+ * negative or a running statistic is not finite.
+ *
+ * <p><b>Memory:</b> tensors and layer buffers larger than the device's largest single allocation
+ * (CL_DEVICE_MAX_MEM_ALLOC_SIZE, or the Java heap) are refused by the backend with an
+ * {@link IllegalArgumentException} naming the requested bytes and the device limit.
+ *
+ * <p><b>Threads:</b> a layer's methods are synchronized, so one layer may be called from several
+ * threads, but a forward/backward pair belongs together: interleaving another thread's training
+ * forward between them makes backward use that forward's statistics. Separate layers on one device
+ * may run on separate threads concurrently. After {@link #close()} every use throws
+ * {@link IllegalStateException}; close is idempotent.
  */
 public final class BatchNorm implements AutoCloseable {
     private final Backend backend;
@@ -47,6 +82,8 @@ public final class BatchNorm implements AutoCloseable {
     private long numBatchesTracked;
     /** Geometry of the last training forward; backward needs its saved statistics. */
     private Geometry savedGeometry;
+    /** Set when {@link #deviceState()} handed out the raw buffers: inference re-validates them first. */
+    private boolean runningStatsUnverified;
     private boolean closed;
 
     private BatchNorm(Builder b) {
@@ -145,7 +182,12 @@ public final class BatchNorm implements AutoCloseable {
             return this;
         }
 
-        /** Throw from the training forward when a channel's batch statistics are not finite. */
+        /**
+         * Throw {@link ArithmeticException} from the training forward when a channel's batch
+         * statistics are not finite, rolling the step back (running statistics, skip counters and
+         * numBatchesTracked unchanged), instead of skipping and counting that channel's running
+         * update. Costs a few transfers of C values per training step. Default false.
+         */
         public Builder strictNonFinite(boolean strict) {
             this.strictNonFinite = strict;
             return this;
@@ -209,18 +251,48 @@ public final class BatchNorm implements AutoCloseable {
             numBatchesTracked++;
             factor = momentum == null ? (float) (1.0 / numBatchesTracked) : momentum.floatValue();
         }
-        int[] skippedBefore = strictNonFinite && trackRunningStats ? skippedUpdates() : null;
+        // Strict mode keeps what it needs to undo the step: the kernels update the finite channels
+        // in place, so a rejected step restores the running statistics and skip counters.
+        boolean rollback = strictNonFinite && trackRunningStats;
+        float[] meanBefore = rollback ? read(state.runningMean()) : null;
+        float[] varBefore = rollback ? read(state.runningVar()) : null;
+        int[] skippedBefore = rollback ? readInts(state.skippedUpdates()) : null;
+        savedGeometry = null;
         ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, factor, trackRunningStats);
-        savedGeometry = g;
-        if (skippedBefore != null) {
-            int[] after = skippedUpdates();
-            for (int c = 0; c < channels; c++) {
-                if (after[c] != skippedBefore[c]) {
-                    throw new ArithmeticException("channel " + c + " has non-finite batch statistics (NaN or Inf "
-                            + "in the input); its running statistics were left unchanged");
+        if (strictNonFinite) {
+            List<Integer> bad = nonFiniteChannels(skippedBefore);
+            if (!bad.isEmpty()) {
+                if (rollback) {
+                    backend.upload(state.runningMean(), meanBefore);
+                    backend.upload(state.runningVar(), varBefore);
+                    backend.uploadInts(state.skippedUpdates(), skippedBefore);
+                    numBatchesTracked--;
                 }
+                throw new ArithmeticException((bad.size() == 1 ? "channel " + bad.get(0) + " has" : "channels " + bad
+                        + " have") + " non-finite batch statistics (NaN or Inf in the input, or a variance beyond "
+                        + "float32's range); strictNonFinite rejected the step: running statistics and "
+                        + "numBatchesTracked were left unchanged");
             }
         }
+        savedGeometry = g;
+    }
+
+    /**
+     * Channels of the forward just run whose statistics are not finite: saved mean or invstd NaN/Inf,
+     * or (with running statistics) a running update the kernels skipped.
+     */
+    private List<Integer> nonFiniteChannels(int[] skippedBefore) {
+        float[] mean = read(state.saveMean());
+        float[] invstd = read(state.saveInvstd());
+        int[] skipped = skippedBefore != null ? readInts(state.skippedUpdates()) : null;
+        List<Integer> bad = new ArrayList<>();
+        for (int c = 0; c < channels; c++) {
+            if (!Float.isFinite(mean[c]) || !Float.isFinite(invstd[c])
+                    || (skipped != null && skipped[c] != skippedBefore[c])) {
+                bad.add(c);
+            }
+        }
+        return bad;
     }
 
     // ---------------------------------------------------------------- inference forward
@@ -228,6 +300,7 @@ public final class BatchNorm implements AutoCloseable {
     /** Inference forward: normalises with the running statistics (batch statistics if not tracked). */
     public synchronized Tensor forwardInference(Tensor x) {
         Geometry g = checkInput(x, "input");
+        checkInferable(x, g);
         Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
         try {
             runInference(x, y, g);
@@ -241,7 +314,26 @@ public final class BatchNorm implements AutoCloseable {
     public synchronized void forwardInference(Tensor x, Tensor y) {
         Geometry g = checkInput(x, "input");
         checkSameShape(x, y, "output");
+        checkInferable(x, g);
         runInference(x, y, g);
+    }
+
+    /**
+     * What inference needs beyond a valid input, checked before any device work: batch statistics
+     * need more than one value per channel; running statistics written through {@link #deviceState()}
+     * must be valid.
+     */
+    private void checkInferable(Tensor x, Geometry g) {
+        if (g.valuesPerChannel() == 0) {
+            return;
+        }
+        if (!trackRunningStats) {
+            checkTrainable(x, g);
+        } else if (runningStatsUnverified) {
+            checkRunningStats(read(state.runningMean()), read(state.runningVar()),
+                    " (written through deviceState())");
+            runningStatsUnverified = false;
+        }
     }
 
     private void runInference(Tensor x, Tensor y, Geometry g) {
@@ -249,11 +341,29 @@ public final class BatchNorm implements AutoCloseable {
             return;
         }
         if (!trackRunningStats) {
-            checkTrainable(x, g);
             ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, 0.0f, false);
             return;
         }
         ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
+    }
+
+    private static void checkRunningStats(float[] mean, float[] var, String source) {
+        if (mean != null) {
+            for (int c = 0; c < mean.length; c++) {
+                if (!Float.isFinite(mean[c])) {
+                    throw new IllegalArgumentException("running_mean must be finite, got " + mean[c] + " at channel "
+                            + c + source);
+                }
+            }
+        }
+        if (var != null) {
+            for (int c = 0; c < var.length; c++) {
+                if (!(var[c] >= 0) || var[c] == Float.POSITIVE_INFINITY) {
+                    throw new IllegalArgumentException("running_var must be finite and >= 0, got " + var[c]
+                            + " at channel " + c + source);
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- backward
@@ -304,15 +414,20 @@ public final class BatchNorm implements AutoCloseable {
 
     // ---------------------------------------------------------------- float[] conveniences
 
-    /** Uploads x, runs the training forward, downloads y. */
+    /** Uploads x, runs the training forward, downloads y. Shape errors are raised before the upload. */
     public float[] forwardTraining(float[] x, int... shape) {
+        checkTrainable(shape, checkShape(x, shape));
         try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardTraining(xt)) {
             return y.download();
         }
     }
 
-    /** Uploads x, runs the inference forward, downloads y. */
+    /** Uploads x, runs the inference forward, downloads y. Shape errors are raised before the upload. */
     public float[] forwardInference(float[] x, int... shape) {
+        Geometry g = checkShape(x, shape);
+        if (!trackRunningStats && g.valuesPerChannel() != 0) {
+            checkTrainable(shape, g);
+        }
         try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardInference(xt)) {
             return y.download();
         }
@@ -320,6 +435,8 @@ public final class BatchNorm implements AutoCloseable {
 
     /** Uploads x and dy, runs backward, downloads dx (dgamma and dbeta via the getters). */
     public float[] backward(float[] x, float[] dy, int... shape) {
+        checkShape(x, shape);
+        checkShape(dy, shape);
         try (Tensor xt = Tensor.upload(backend, x, shape); Tensor dyt = Tensor.upload(backend, dy, shape);
              Tensor dx = backward(xt, dyt)) {
             return dx.download();
@@ -336,7 +453,7 @@ public final class BatchNorm implements AutoCloseable {
         x.checkOpen();
         if (x.backend() != backend) {
             throw new IllegalArgumentException(what + " tensor lives on " + x.backend().info().id()
-                    + " but this layer lives on " + backend.info().id());
+                    + " but this layer lives on " + backend.info().id() + sameIdNote(x.backend()));
         }
         int[] shape = x.shape();
         Geometry g = Geometry.of(shape, x.layout());
@@ -349,10 +466,32 @@ public final class BatchNorm implements AutoCloseable {
     }
 
     private static void checkTrainable(Tensor x, Geometry g) {
+        checkTrainable(x.shape(), g);
+    }
+
+    private static void checkTrainable(int[] shape, Geometry g) {
         if (g.valuesPerChannel() == 1) {
             throw new IllegalArgumentException("Expected more than 1 value per channel when training, got input size "
-                    + Arrays.toString(x.shape()));
+                    + Arrays.toString(shape));
         }
+    }
+
+    /** The float[] conveniences' checks (channels-first), so that bad input never reaches the device. */
+    private Geometry checkShape(float[] data, int[] shape) {
+        checkOpen();
+        if (data == null) {
+            throw new NullPointerException("input array is null");
+        }
+        Geometry g = Geometry.of(shape, Layout.CHANNELS_FIRST);
+        if (g.channels() != channels) {
+            throw new IllegalArgumentException("expected input with " + channels + " channels (axis 1 of a "
+                    + Layout.CHANNELS_FIRST + " tensor), got shape " + Arrays.toString(shape) + " with " + g.channels());
+        }
+        if (g.elements() != data.length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " needs " + g.elements()
+                    + " values, got an array of " + data.length);
+        }
+        return g;
     }
 
     private void checkSameShape(Tensor x, Tensor other, String what) {
@@ -362,13 +501,18 @@ public final class BatchNorm implements AutoCloseable {
         other.checkOpen();
         if (other.backend() != backend) {
             throw new IllegalArgumentException(what + " tensor lives on " + other.backend().info().id()
-                    + " but this layer lives on " + backend.info().id());
+                    + " but this layer lives on " + backend.info().id() + sameIdNote(other.backend()));
         }
         if (!Arrays.equals(x.shape(), other.shape()) || x.layout() != other.layout()) {
             throw new IllegalArgumentException(what + " must match the input: expected shape "
                     + Arrays.toString(x.shape()) + " " + x.layout() + ", got " + Arrays.toString(other.shape())
                     + " " + other.layout());
         }
+    }
+
+    /** Two backends on one device share an id; say that the instances differ. */
+    private String sameIdNote(Backend other) {
+        return other.info().id().equals(backend.info().id()) ? " (a different backend instance)" : "";
     }
 
     private void checkOpen() {
@@ -383,6 +527,12 @@ public final class BatchNorm implements AutoCloseable {
     private float[] read(DeviceBuffer b) {
         float[] out = new float[channels];
         backend.download(b, out);
+        return out;
+    }
+
+    private int[] readInts(DeviceBuffer b) {
+        int[] out = new int[channels];
+        backend.downloadInts(b, out);
         return out;
     }
 
@@ -445,9 +595,7 @@ public final class BatchNorm implements AutoCloseable {
     /** Per channel: training steps whose non-finite statistics were kept out of the running ones. */
     public synchronized int[] skippedUpdates() {
         checkOpen();
-        int[] out = new int[channels];
-        backend.downloadInts(state.skippedUpdates(), out);
-        return out;
+        return readInts(state.skippedUpdates());
     }
 
     public synchronized void setWeight(float[] gamma) {
@@ -466,27 +614,39 @@ public final class BatchNorm implements AutoCloseable {
         write(state.beta(), beta, "bias");
     }
 
+    /** Running mean; every value must be finite (checked before anything is written). */
     public synchronized void setRunningMean(float[] mean) {
         checkOpen();
+        checkLength(mean, "running_mean");
+        checkRunningStats(mean, null, "");
         write(state.runningMean(), mean, "running_mean");
     }
 
-    /** Running variance; every value must be >= 0 (checked before anything is written). */
+    /** Running variance; every value must be finite and >= 0 (checked before anything is written). */
     public synchronized void setRunningVar(float[] var) {
         checkOpen();
-        if (var != null) {
-            for (int c = 0; c < var.length; c++) {
-                if (!(var[c] >= 0)) {
-                    throw new IllegalArgumentException("running_var must be >= 0, got " + var[c] + " at channel " + c);
-                }
-            }
-        }
+        checkLength(var, "running_var");
+        checkRunningStats(null, var, "");
         write(state.runningVar(), var, "running_var");
     }
 
-    /** Device buffers of the parameters and statistics, for code that chains its own device work. */
-    public BatchNormBuffers deviceState() {
+    private void checkLength(float[] values, String name) {
+        if (values == null) {
+            throw new NullPointerException(name + " is null");
+        }
+        if (values.length != channels) {
+            throw new IllegalArgumentException(name + " should contain " + channels + " elements not " + values.length);
+        }
+    }
+
+    /**
+     * Device buffers of the parameters and statistics, for code that chains its own device work.
+     * Writes to them bypass the setters' checks, so the next inference validates the running
+     * statistics once (a download of 2C floats) before using them.
+     */
+    public synchronized BatchNormBuffers deviceState() {
         checkOpen();
+        runningStatsUnverified = true;
         return state;
     }
 
@@ -504,6 +664,15 @@ public final class BatchNorm implements AutoCloseable {
 
     public synchronized long numBatchesTracked() {
         return numBatchesTracked;
+    }
+
+    /** Sets the count of training batches seen, e.g. when restoring saved state; must be >= 0. */
+    public synchronized void setNumBatchesTracked(long n) {
+        checkOpen();
+        if (n < 0) {
+            throw new IllegalArgumentException("num_batches_tracked must be >= 0, got " + n);
+        }
+        numBatchesTracked = n;
     }
 
     public int channels() {

@@ -26,6 +26,39 @@ final class TestData {
         return x;
     }
 
+    /**
+     * Gaussian values with the given mean and standard deviation per channel (rounded to float32,
+     * so a channel whose spread is below float32's resolution at its mean comes out quantised).
+     */
+    static float[] channelData(Geometry g, long seed, double[] mean, double[] std) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] x = new float[(int) g.elements()];
+        for (int o = 0; o < g.outer(); o++) {
+            for (int c = 0; c < g.channels(); c++) {
+                for (int i = 0; i < g.inner(); i++) {
+                    x[(o * g.channels() + c) * g.inner() + i] = (float) (mean[c] + std[c] * gaussian(r));
+                }
+            }
+        }
+        return x;
+    }
+
+    /** Overwrites every value of channel c with {@code value}. */
+    static void fillChannel(float[] x, Geometry g, int c, float value) {
+        for (int o = 0; o < g.outer(); o++) {
+            for (int i = 0; i < g.inner(); i++) {
+                x[(o * g.channels() + c) * g.inner() + i] = value;
+            }
+        }
+    }
+
+    /** Flat index of the k-th value (0 <= k < outer*inner) of channel c. */
+    static int indexOf(Geometry g, int c, int k) {
+        int o = k / g.inner();
+        int i = k - o * g.inner();
+        return (o * g.channels() + c) * g.inner() + i;
+    }
+
     static float[] gaussian(int n, long seed) {
         SplittableRandom r = new SplittableRandom(seed);
         float[] v = new float[n];

@@ -40,6 +40,26 @@ public final class JavaBackend implements Backend {
         return counters;
     }
 
+    /**
+     * The heap array behind a FLOAT32 buffer of this backend, for code that runs its own Java
+     * operations on "device" memory (e.g. {@code dev.clnorm.train}). Owned by the buffer.
+     */
+    public float[] floatArray(DeviceBuffer buffer) {
+        checkOpen();
+        return cast(this, buffer, ElementType.FLOAT32, "buffer").floats();
+    }
+
+    /** The heap array behind an INT32 buffer of this backend. Owned by the buffer. */
+    public int[] intArray(DeviceBuffer buffer) {
+        checkOpen();
+        return cast(this, buffer, ElementType.INT32, "buffer").ints();
+    }
+
+    /** Counts an operation run by code outside this package as a launch (kernelLaunches() stays truthful). */
+    public void countLaunch() {
+        counters.launches.incrementAndGet();
+    }
+
     ForkJoinPool pool() {
         return pool;
     }

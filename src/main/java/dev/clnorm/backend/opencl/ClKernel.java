@@ -1,5 +1,7 @@
 package dev.clnorm.backend.opencl;
 
+import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.ElementType;
 import org.jocl.CL;
 import org.jocl.Pointer;
 import org.jocl.Sizeof;
@@ -7,9 +9,13 @@ import org.jocl.cl_kernel;
 
 /**
  * One cl_kernel with one owner. Arguments are set through this object and kernels are never
- * shared between layers, so concurrent layers cannot race on clSetKernelArg.
+ * shared between layers, so concurrent layers cannot race on clSetKernelArg. Public (through
+ * {@link ClProgram#createKernel}) so that tools and tests can run their own kernels; a kernel is not
+ * thread-safe, give each thread its own. Every failing CL call throws {@link ClException} naming the
+ * call, the CL error, this kernel and the device; use after {@link #close()} throws
+ * {@link IllegalStateException}.
  */
-final class ClKernel implements AutoCloseable {
+public final class ClKernel implements AutoCloseable {
     private final OpenClBackend backend;
     private final String name;
     private final long maxWorkGroupSize;
@@ -22,39 +28,42 @@ final class ClKernel implements AutoCloseable {
         this.maxWorkGroupSize = maxWorkGroupSize;
     }
 
-    String name() {
+    public String name() {
         return name;
     }
 
     /** min(CL_KERNEL_WORK_GROUP_SIZE, CL_DEVICE_MAX_WORK_GROUP_SIZE) for this kernel on its device. */
-    long maxWorkGroupSize() {
+    public long maxWorkGroupSize() {
         return maxWorkGroupSize;
     }
 
-    private cl_kernel handle() {
+    private synchronized cl_kernel handle() {
         if (kernel == null) {
             throw new IllegalStateException("kernel " + name + " has been released");
         }
         return kernel;
     }
 
-    ClKernel arg(int index, ClBuffer buffer) {
-        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_mem, Pointer.to(buffer.mem())), index);
+    /** A buffer argument; the buffer must be open and belong to this kernel's backend. */
+    public ClKernel arg(int index, DeviceBuffer buffer) {
+        ClBuffer b = OpenClBackend.cast(backend, buffer, buffer == null ? ElementType.FLOAT32 : buffer.type(),
+                "kernel " + name + " argument " + index);
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_mem, Pointer.to(b.mem())), index);
         return this;
     }
 
-    ClKernel arg(int index, int value) {
+    public ClKernel arg(int index, int value) {
         check(CL.clSetKernelArg(handle(), index, Sizeof.cl_int, Pointer.to(new int[]{value})), index);
         return this;
     }
 
-    ClKernel arg(int index, float value) {
+    public ClKernel arg(int index, float value) {
         check(CL.clSetKernelArg(handle(), index, Sizeof.cl_float, Pointer.to(new float[]{value})), index);
         return this;
     }
 
     /** A __local array of {@code bytes} bytes. */
-    ClKernel localArg(int index, long bytes) {
+    public ClKernel localArg(int index, long bytes) {
         check(CL.clSetKernelArg(handle(), index, bytes, null), index);
         return this;
     }
@@ -64,7 +73,7 @@ final class ClKernel implements AutoCloseable {
     }
 
     /** Enqueues without waiting; global sizes must already be multiples of the local sizes. */
-    void launch(long[] global, long[] local) {
+    public void launch(long[] global, long[] local) {
         backend.checkOpen();
         int code = CL.clEnqueueNDRangeKernel(backend.queue(), handle(), global.length, null, global, local, 0, null,
                 backend.profilingEvent());

@@ -51,8 +51,11 @@ public final class ClProgram implements AutoCloseable {
         return new String(bytes, 0, end, StandardCharsets.UTF_8);
     }
 
-    /** A new kernel object owned by the caller. */
-    ClKernel createKernel(String name) {
+    /**
+     * A new kernel object owned by the caller (close it); an unknown name throws {@link ClException}
+     * (CL_INVALID_KERNEL_NAME) naming the kernel and the device.
+     */
+    public ClKernel createKernel(String name) {
         String device = backend.info().name();
         int[] err = new int[1];
         cl_kernel kernel;
@@ -74,6 +77,15 @@ public final class ClProgram implements AutoCloseable {
         return new ClKernel(backend, kernel, name, Math.min(wg[0], backend.info().maxWorkGroupSize()));
     }
 
+    public synchronized boolean isClosed() {
+        return program == null;
+    }
+
+    /**
+     * Releases the program; kernels already created keep working. Programs from
+     * {@link OpenClBackend#program} are cached by the backend, which builds a fresh one if a closed
+     * program is asked for again. Idempotent.
+     */
     @Override
     public synchronized void close() {
         if (program == null) {

@@ -40,6 +40,15 @@ public final class KernelSources {
         return s;
     }
 
+    /**
+     * One program source from the given opencl-kernels/ files, in order, each marked with its name
+     * for build logs (as the batch-norm program is). For programs other than batch norm, e.g. the
+     * training kernels of {@code dev.clnorm.train}.
+     */
+    public static String program(String... files) {
+        return concatenate(files);
+    }
+
     private static String concatenate(String[] files) {
         StringBuilder sb = new StringBuilder();
         for (String file : files) {

@@ -71,6 +71,30 @@ public final class OpenClBackend implements Backend {
         return queue;
     }
 
+    /**
+     * The in-order command queue, for code that enqueues its own work on this device (e.g. CLBlast
+     * in {@code dev.clnorm.train}). Owned by this backend: never release it.
+     */
+    public cl_command_queue commandQueue() {
+        return queue();
+    }
+
+    /** The cl_device_id of this backend's device (owned by the platform; never release it). */
+    public org.jocl.cl_device_id deviceId() {
+        return device.device();
+    }
+
+    /** The cl_mem behind a FLOAT32 or INT32 buffer of this backend; owned by the buffer, never release it. */
+    public cl_mem memOf(DeviceBuffer buffer) {
+        Checks.usable(this, buffer, buffer == null ? ElementType.FLOAT32 : buffer.type(), "buffer");
+        return ((ClBuffer) buffer).mem();
+    }
+
+    /** Counts a kernel launch enqueued by code outside this package (kernelLaunches() stays truthful). */
+    public void countLaunch() {
+        counters.launches.incrementAndGet();
+    }
+
     void checkOpen() {
         if (closed) {
             throw new IllegalStateException("OpenCL backend for " + device.info().name() + " has been closed");
@@ -90,7 +114,7 @@ public final class OpenClBackend implements Backend {
         checkOpen();
         String key = options + '\u0000' + source;
         ClProgram p = programs.get(key);
-        if (p == null) {
+        if (p == null || p.isClosed()) {  // a caller may have closed the cached program
             p = ClProgram.build(this, source, options);
             programs.put(key, p);
         }
