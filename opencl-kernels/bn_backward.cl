@@ -1,91 +1,211 @@
-// Backward pass, given dy and the statistics saved by the training forward:
+// Backward, given dy and the statistics saved by the training forward:
 //   dbeta  = sum(dy)
 //   dgamma = sum(dy * xhat)
 //   dx     = gamma * invstd * (dy - dbeta/m - xhat * dgamma/m)
-// Stage 1 reduces per work-group partial sums, stage 2 merges them per channel in a fixed
-// order, stage 3 is elementwise.
+// Launch 1 reduces per-work-group partial sums and its last work-group merges them per channel in
+// index order (see take_ticket_is_last); launch 2 is elementwise.
 
-__kernel void bn_backward_partials(__global const float* x,
-                                   __global const float* dy,
-                                   const int channels, const int inner, const int m,
-                                   const int chunk,
-                                   __global const float* mean_hi,
-                                   __global const float* mean_lo,
-                                   __global const float* invstd,
-                                   __global float* part_dbeta,
-                                   __global float* part_dgamma,
-                                   __local float* l_dbeta,
-                                   __local float* l_dgamma) {
-    const int lid = get_local_id(0);
-    const int lsize = get_local_size(0);
-    const int g = get_group_id(0);
-    const int c = get_group_id(1);
-    const int groups = get_num_groups(0);
-
-    const float mh = mean_hi[c];
-    const float ml = mean_lo[c];
-    const float is = invstd[c];
-    const int begin = g * chunk;
-    const int end = min(begin + chunk, m);
-
-    float sum_dy = 0.0f;
-    float sum_dy_xhat = 0.0f;
-    for (int j = begin + lid; j < end; j += lsize) {
-        const int at = channel_offset(j, c, channels, inner);
-        const float d = dy[at];
-        sum_dy += d;
-        sum_dy_xhat += d * (((x[at] - mh) - ml) * is);
-    }
-    l_dbeta[lid] = sum_dy;
-    l_dgamma[lid] = sum_dy_xhat;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride /= 2) {
-        if (lid < stride) {
-            l_dbeta[lid] += l_dbeta[lid + stride];
-            l_dgamma[lid] += l_dgamma[lid + stride];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0) {
-        part_dbeta[c * groups + g] = l_dbeta[0];
-        part_dgamma[c * groups + g] = l_dgamma[0];
-    }
-}
-
-__kernel void bn_backward_finalize(const int channels, const int groups,
-                                   __global const float* part_dbeta,
-                                   __global const float* part_dgamma,
-                                   __global float* dbeta,
-                                   __global float* dgamma) {
-    const int c = get_global_id(0);
-    if (c >= channels) return;
+inline void finalize_grads(int c, partial_layout pl, volatile __global const float* part_db,
+                           volatile __global const float* part_dg, __global float* dbeta, __global float* dgamma) {
     float sb = 0.0f;
     float sg = 0.0f;
-    for (int g = 0; g < groups; g++) {
-        sb += part_dbeta[c * groups + g];
-        sg += part_dgamma[c * groups + g];
+    for (int a = 0; a < pl.acount; a++) {
+        for (int b = 0; b < pl.bcount; b++) {
+            const int p = c * pl.cstride + a * pl.astride + b;
+            sb += part_db[p];
+            sg += part_dg[p];
+        }
     }
     dbeta[c] = sb;
     dgamma[c] = sg;
 }
 
-__kernel void bn_backward_dx(__global const float* x,
-                             __global const float* dy,
-                             __global float* dx,
-                             const int channels, const int inner, const int rows,
-                             const float inv_m,
-                             __global const float* mean_hi,
-                             __global const float* mean_lo,
-                             __global const float* invstd,
-                             __global const float* gamma,
-                             __global const float* dbeta,
-                             __global const float* dgamma) {
-    const int i = get_global_id(0);
-    const int r = get_global_id(1);
-    if (i >= inner || r >= rows) return;
-    const int c = r % channels;
-    const int at = r * inner + i;
+// Tree sum of two values per work-item along local dimension `dim` (power-of-two size).
+inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int dim) {
+    const int lid = flat_local_id();
+    const int step = dim == 0 ? 1 : (int) get_local_size(0);
+    const int along = get_local_id(dim);
+    l_a[lid] = v.x;
+    l_b[lid] = v.y;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = get_local_size(dim) / 2; stride > 0; stride /= 2) {
+        if (along < stride) {
+            l_a[lid] += l_a[lid + stride * step];
+            l_b[lid] += l_b[lid + stride * step];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return (float2)(l_a[lid], l_b[lid]);
+}
+
+#define GRAD_ARGS                                                                     \
+    __global const float* mean_hi, __global const float* mean_lo,                     \
+    __global const float* invstd,                                                     \
+    __global float* part_db, __global float* part_dg, volatile __global int* counter, \
+    __global float* dbeta, __global float* dgamma
+
+__kernel void bn_grad_rows(__global const float* x, __global const float* dy, const int channels, const int inner,
+                           const int segs, const int seg_len, const int units, const int units_per_group,
+                           GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int g = get_group_id(0);
+    const int c = get_group_id(1);
+    const int groups = get_num_groups(0);
+    const float h = mean_hi[c];
+    const float l = mean_lo[c];
     const float is = invstd[c];
-    const float xhat = ((x[at] - mean_hi[c]) - mean_lo[c]) * is;
-    dx[at] = gamma[c] * is * (dy[at] - dbeta[c] * inv_m - xhat * (dgamma[c] * inv_m));
+
+    // Vector accumulators: VEC independent partial sums per work-item, added in a fixed order.
+    floatv sum_dy = (floatv) 0.0f;
+    floatv sum_dyx = (floatv) 0.0f;
+    float tail_dy = 0.0f;
+    float tail_dyx = 0.0f;
+    const int u_end = min((g + 1) * units_per_group, units);
+    for (int u = g * units_per_group; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv d = vloadv(0, dy + at);
+            sum_dy += d;
+            sum_dyx += d * (((vloadv(0, x + at) - h) - l) * is);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float d = dy[base + t];
+            tail_dy += d;
+            tail_dyx += d * (((x[base + t] - h) - l) * is);
+        }
+    }
+    float2 s = local_sum2((float2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx), l_a, l_b, 0);
+    if (lid == 0) {
+        part_db[c * groups + g] = s.x;
+        part_dg[c * groups + g] = s.y;
+    }
+    if (take_ticket_is_last(counter, groups * channels, l_flag)) {
+        partial_layout pl = {groups, groups, 1, 1};
+        for (int ch = lid; ch < channels; ch += lsize) {
+            finalize_grads(ch, pl, part_db, part_dg, dbeta, dgamma);
+        }
+        if (lid == 0) {
+            *counter = 0;
+        }
+    }
+}
+
+__kernel void bn_grad_cols(__global const float* x, __global const float* dy, const int channels, const int inner,
+                           const int outer, const int rows_per_group,
+                           GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
+    const int columns = channels * inner;
+    const int jv = get_global_id(0);
+    const int j = jv * CW;
+    const int gy = get_group_id(1);
+    const int row_groups = get_num_groups(1);
+    const int ly = get_local_id(1);
+    const int valid = j < columns;
+    floatc sum_dy = (floatc) 0.0f;
+    floatc sum_dyx = (floatc) 0.0f;
+    if (valid) {
+        const floatc h = LOAD_COLS(mean_hi, j, inner);
+        const floatc l = LOAD_COLS(mean_lo, j, inner);
+        const floatc is = LOAD_COLS(invstd, j, inner);
+        const int r_end = min((gy + 1) * rows_per_group, outer);
+        for (int r = gy * rows_per_group + ly; r < r_end; r += get_local_size(1)) {
+            const int at = r * columns + j;
+            const floatc d = vloadc(0, dy + at);
+            sum_dy += d;
+            sum_dyx += d * (((vloadc(0, x + at) - h) - l) * is);
+        }
+    }
+#if CW == 1
+    float2 s = local_sum2((float2)(sum_dy, sum_dyx), l_a, l_b, 1);
+    if (ly == 0 && valid) {
+        part_db[gy * columns + j] = s.x;
+        part_dg[gy * columns + j] = s.y;
+    }
+#else
+    float bv[CW];
+    float gv[CW];
+    vstorec(sum_dy, 0, bv);
+    vstorec(sum_dyx, 0, gv);
+    for (int lane = 0; lane < CW; lane++) {
+        float2 s = local_sum2((float2)(bv[lane], gv[lane]), l_a, l_b, 1);
+        if (ly == 0 && valid) {
+            part_db[gy * columns + j + lane] = s.x;
+            part_dg[gy * columns + j + lane] = s.y;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
+    if (take_ticket_is_last(counter, get_num_groups(0) * row_groups, l_flag)) {
+        partial_layout pl = {inner, row_groups, columns, inner};
+        for (int ch = flat_local_id(); ch < channels; ch += flat_local_size()) {
+            finalize_grads(ch, pl, part_db, part_dg, dbeta, dgamma);
+        }
+        if (flat_local_id() == 0) {
+            *counter = 0;
+        }
+    }
+}
+
+#define DX_ARGS                                                                            \
+    const float inv_m, __global const float* mean_hi, __global const float* mean_lo,       \
+    __global const float* invstd, __global const float* gamma,                             \
+    __global const float* dbeta, __global const float* dgamma
+
+__kernel void bn_dx_rows(__global const float* x, __global const float* dy, __global float* dx,
+                         const int channels, const int inner,
+                         const int segs, const int seg_len, const int units, const int units_per_group, DX_ARGS) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int g = get_group_id(0);
+    const int c = get_group_id(1);
+    const float h = mean_hi[c];
+    const float l = mean_lo[c];
+    const float is = invstd[c];
+    const float scale = gamma[c] * is;
+    const float db = dbeta[c] * inv_m;
+    const float dg = dgamma[c] * inv_m;
+    const int u_end = min((g + 1) * units_per_group, units);
+    for (int u = g * units_per_group; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
+            vstorev(scale * (vloadv(0, dy + at) - db - xhat * dg), 0, dx + at);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float xhat = ((x[base + t] - h) - l) * is;
+            dx[base + t] = scale * (dy[base + t] - db - xhat * dg);
+        }
+    }
+}
+
+__kernel void bn_dx_cols(__global const float* x, __global const float* dy, __global float* dx,
+                         const int channels, const int inner, const int outer, const int rows_per_group, DX_ARGS) {
+    const int columns = channels * inner;
+    const int j = get_global_id(0) * CW;
+    if (j >= columns) {
+        return;
+    }
+    const floatc h = LOAD_COLS(mean_hi, j, inner);
+    const floatc l = LOAD_COLS(mean_lo, j, inner);
+    const floatc is = LOAD_COLS(invstd, j, inner);
+    const floatc scale = LOAD_COLS(gamma, j, inner) * is;
+    const floatc db = LOAD_COLS(dbeta, j, inner) * inv_m;
+    const floatc dg = LOAD_COLS(dgamma, j, inner) * inv_m;
+    const int gy = get_group_id(1);
+    const int r_end = min((gy + 1) * rows_per_group, outer);
+    for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
+        const int at = r * columns + j;
+        const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
+        vstorec(scale * (vloadc(0, dy + at) - db - xhat * dg), 0, dx + at);
+    }
 }

@@ -1,18 +1,73 @@
-// Shared helpers for the batch-norm kernels. The host prepends this file to every kernel file
-// it builds, the way CLBlast assembles its sources, so each helper exists in exactly one place.
+// Shared helpers for the batch-norm kernels. The host prepends this file to every kernel file it
+// builds (the way CLBlast assembles its sources), so each helper exists in exactly one place.
 //
-// Tensor geometry: every supported layout is viewed as (outer, channels, inner), row-major.
-//   NCHW-family  (N, C, spatial...): outer = N,            inner = prod(spatial)
-//   channels-last (N, spatial..., C): outer = N*prod(spatial), inner = 1
-// Element (o, c, i) lives at ((o * channels) + c) * inner + i. A "row" is one (o, c) pair.
+// Geometry: every layout is viewed as (outer, channels, inner), row-major. NCHW-family tensors
+// have outer = N and inner = prod(spatial); channels-last tensors have outer = N*prod(spatial)
+// and inner = 1. Element (o, c, i) lives at ((o * channels) + c) * inner + i.
+//
+// Two traversals, chosen by the host per shape and device:
+//  - ROWS: a row (o, c) is `inner` contiguous values of one channel. Work-group (g, c) walks
+//    `units` of channel c: unit u is segment u % segs of row o = u / segs. Work-items stride over
+//    a segment in vectors of VEC values, so on GPUs neighbours load neighbouring vectors and on
+//    CPUs (work-group size 1) one work-item streams a contiguous range.
+//  - COLS: the tensor is an (outer) x (channels * inner) matrix; a work-item owns CW consecutive
+//    columns and walks rows. Used when rows are too short to keep a work-group busy.
+//
+// Compile-time options (-D): VEC (4 or 8) the vector width of the ROWS kernels; CW (1, 4 or 8)
+// the columns per work-item of the COLS kernels.
 
 #ifndef CLNORM_COMMON_CL
 #define CLNORM_COMMON_CL
 
-// Running (count, mean, var) summary of a set of values, var = M2 / n the mean squared deviation
-// (the biased variance). Keeping var rather than M2 = sum of squared deviations bounds every stored
-// quantity by the data's spread instead of letting it grow with n: in float32, M2 of 2^24 values
-// with a spread of 1e16 already overflows, their variance does not.
+#ifndef VEC
+#define VEC 4
+#endif
+#ifndef CW
+#define CW 1
+#endif
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+// floatv: VEC floats; vsum adds the lanes in a fixed order (reproducible).
+#if VEC == 4
+typedef float4 floatv;
+#define vsum(v) (((v).s0 + (v).s1) + ((v).s2 + (v).s3))
+#elif VEC == 8
+typedef float8 floatv;
+#define vsum(v) ((((v).s0 + (v).s1) + ((v).s2 + (v).s3)) + (((v).s4 + (v).s5) + ((v).s6 + (v).s7)))
+#else
+#error "VEC must be 4 or 8"
+#endif
+#define vloadv CAT(vload, VEC)
+#define vstorev CAT(vstore, VEC)
+
+// floatc: CW floats (the columns one COLS work-item owns), with matching int and load/store.
+#if CW == 1
+typedef float floatc;
+typedef int intc;
+#define vloadc(i, p) ((p)[i])
+#define vstorec(v, i, p) ((p)[i] = (v))
+#define COL_LANES ((intc)(0))
+#else
+typedef CAT(float, CW) floatc;
+typedef CAT(int, CW) intc;
+#define vloadc CAT(vload, CW)
+#define vstorec CAT(vstore, CW)
+#if CW == 4
+#define COL_LANES ((int4)(0, 1, 2, 3))
+#elif CW == 8
+#define COL_LANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#error "CW must be 1, 4 or 8"
+#endif
+#endif
+
+// ---------------------------------------------------------------- moments (statistics)
+
+// Running (count, mean, var) summary; var = M2 / n, the biased variance. Keeping var rather than
+// M2 = sum of squared deviations bounds every stored quantity by the data's spread instead of
+// letting it grow with n: M2 of 2^24 values with a spread of 1e16 overflows float32, var does not.
 typedef struct {
     float n;
     float mean;
@@ -24,24 +79,10 @@ inline moments moments_empty(void) {
     return r;
 }
 
-// Welford's update: numerically stable, no E[x^2]-E[x]^2 cancellation. In var form,
-//   var_n = var_(n-1) + (delta * (v - mean_n) - var_(n-1)) / n,
-// with the product's second factor divided by n first so it cannot overflow where var_n fits.
-// One reciprocal instead of three divisions: this loop runs once per element.
-inline moments moments_push(moments a, float v) {
-    a.n += 1.0f;
-    const float inv_n = 1.0f / a.n;
-    const float delta = v - a.mean;
-    a.mean += delta * inv_n;
-    a.var += delta * ((v - a.mean) * inv_n) - a.var * inv_n;
-    return a;
-}
-
-// Chan et al.'s pairwise merge of two summaries, divided through by n = na + nb:
-//   var = wa * var_a + wb * var_b + delta^2 * wa * wb,   wa = na / n, wb = nb / n.
-// Every term is non-negative and (delta * wa) * (delta * wb) overflows only if that term alone
-// exceeds float range. Order matters for rounding, so callers merge in a fixed order to stay
-// bit-reproducible run to run.
+// Chan et al.'s merge of two summaries, divided through by n = na + nb:
+//   var = wa*var_a + wb*var_b + (delta*wa)*(delta*wb),  wa = na/n, wb = nb/n.
+// Every term is non-negative. Rounding depends on the order of merges, so callers always merge
+// in a fixed order: results are bit-reproducible run to run (no atomics on data).
 inline moments moments_merge(moments a, moments b) {
     if (b.n == 0.0f) return a;
     if (a.n == 0.0f) return b;
@@ -56,25 +97,112 @@ inline moments moments_merge(moments a, moments b) {
     return r;
 }
 
-// Clamp a variance at 0 after merging, keeping NaN (fmax(NaN, 0) would turn it into 0 and hide
-// a non-finite input as a finite statistic).
+// Welford's update with one value, in var form.
+inline moments moments_push(moments a, float v) {
+    a.n += 1.0f;
+    float delta = v - a.mean;
+    a.mean += delta / a.n;
+    a.var += delta * ((v - a.mean) / a.n) - a.var / a.n;
+    return a;
+}
+
+// A whole vector at once: its own exact two-pass moments (no division: VEC is a power of two),
+// then one Chan merge. One division per VEC values instead of one per value.
+inline moments moments_push_vec(moments a, floatv v) {
+    const float inv = 1.0f / VEC;
+    float m = vsum(v) * inv;
+    floatv d = v - m;
+    moments b = {(float) VEC, m, vsum(d * d) * inv};
+    return moments_merge(a, b);
+}
+
+// Clamp a variance at 0 after merging, keeping NaN (fmax(NaN, 0) would be 0 and hide a
+// non-finite input behind a finite statistic).
 inline float clamp_nonnegative(float v) {
     return v < 0.0f ? 0.0f : v;
 }
 
-// The statistics kernels accumulate (x - shift) * STATS_SCALE. float32 squares only span deviations
-// of about 1e-19 .. 1.8e19 (sqrt of FLT_MIN .. FLT_MAX); scaling by 2^-16 moves that window to
-// about 7e-15 .. 1.2e24, so inputs near |x| = 1e19 keep a finite, exact variance, while spreads
-// below 7e-15 (variances below 5e-29, far under any eps) are the ones that lose precision.
-// Powers of two scale exactly, so the scaling itself adds no rounding.
+// Statistics accumulate (x - shift) * STATS_SCALE. float32 squares only span deviations of about
+// 1e-19 .. 1.8e19; scaling by 2^-16 moves that window to about 7e-15 .. 1.2e24, so |x| ~ 1e19
+// keeps a finite variance while only spreads below 7e-15 (variances far under any eps) lose
+// precision. Powers of two scale exactly. The shift (the channel's first value) keeps channels
+// with |mean| >> std precise: x - shift is exact for nearby floats.
 #define STATS_SCALE (1.0f / 65536.0f)
 #define STATS_UNSCALE 65536.0f
 
-// Address of the j-th value (0 <= j < outer*inner) of channel c, walking rows in order.
-inline int channel_offset(int j, int c, int channels, int inner) {
-    int o = j / inner;
-    int i = j - o * inner;
-    return (o * channels + c) * inner + i;
+// Moments of BV vectors p[0], p[step], ..., p[(BV-1)*step] (after shift and scale) in two passes
+// over the block, the second from cache: sums of BV*VEC values are accurate and need no division,
+// so the running accumulator takes one Chan merge per block. Keeping that merge count low is
+// what keeps a long sequential stream (one CPU work-item summarising 2^20 values) accurate:
+// the rounding of repeated merges grows with their number.
+#ifndef BV
+#define BV 16
+#endif
+inline moments block_moments(__global const float* p, int step, float shift) {
+    const float inv = 1.0f / (BV * VEC);
+    floatv s = (floatv) 0.0f;
+    for (int b = 0; b < BV; b++) {
+        s += (vloadv(0, p + b * step) - shift) * STATS_SCALE;
+    }
+    const float m = vsum(s) * inv;
+    floatv q = (floatv) 0.0f;
+    for (int b = 0; b < BV; b++) {
+        const floatv d = (vloadv(0, p + b * step) - shift) * STATS_SCALE - m;
+        q += d * d;
+    }
+    moments r = {(float) (BV * VEC), m, vsum(q) * inv};
+    return r;
 }
+
+// ---------------------------------------------------------------- last-work-group handshake
+
+// Reductions end with a per-channel merge of the work-groups' partials. Rather than a separate
+// launch, the last work-group to finish does it: each group publishes its partials, fences, and
+// takes a ticket; the group holding the last ticket merges (in index order, so the result does
+// not depend on which group came last) and resets the counter for the next launch. The counter
+// is an integer atomic, never a float one.
+inline int take_ticket_is_last(volatile __global int* counter, int groups, __local int* l_flag) {
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+    if (get_local_id(0) == 0 && get_local_id(1) == 0) {
+        mem_fence(CLK_GLOBAL_MEM_FENCE);
+        int ticket = atomic_inc(counter);
+        *l_flag = (ticket == groups - 1);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int last = *l_flag;
+    if (last) {
+        mem_fence(CLK_GLOBAL_MEM_FENCE);
+    }
+    return last;
+}
+
+inline int flat_local_id(void) {
+    return get_local_id(1) * get_local_size(0) + get_local_id(0);
+}
+
+inline int flat_local_size(void) {
+    return get_local_size(0) * get_local_size(1);
+}
+
+// ---------------------------------------------------------------- partial layouts
+
+// How a channel's partials are laid out: partial (a, b) of channel c is at
+//   c * cstride + a * astride + b,   0 <= a < acount, 0 <= b < bcount.
+// ROWS kernels write one partial per work-group of the channel (cstride = acount, astride = 1,
+// bcount = 1); COLS kernels write one per (row group, column) with the row group outermost
+// (cstride = inner, astride = channels*inner, bcount = inner).
+typedef struct {
+    int cstride;
+    int acount;
+    int astride;
+    int bcount;
+} partial_layout;
+
+// Per-lane channel parameters of a COLS work-item: lanes are channels when CW > 1 (inner == 1).
+#if CW == 1
+#define LOAD_COLS(arr, j, inner) ((arr)[(j) / (inner)])
+#else
+#define LOAD_COLS(arr, j, inner) vloadc(0, (arr) + (j))
+#endif
 
 #endif

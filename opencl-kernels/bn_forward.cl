@@ -1,39 +1,77 @@
-// Elementwise forward transforms. A 2-D range: dimension 0 runs along the contiguous inner axis,
-// dimension 1 over the outer*channels rows, so each work-item finds its channel with one modulo
-// and consecutive work-items touch consecutive addresses in every layout (inner = 1 included).
+// Elementwise forward: y = gamma * xhat + beta, xhat = ((x - mean_hi) - mean_lo) * invstd.
+// One kernel pair serves training and inference:
+//  - training (from_running = 0): mean_hi/mean_lo/invstd are the batch statistics saved by the
+//    statistics kernel;
+//  - inference (from_running = 1): mean_hi is the running mean, mean_lo is ignored (0) and the
+//    third array holds the running variance, turned into invstd = 1/sqrt(var + eps) here.
 
-// Training: y = gamma * xhat + beta with the batch statistics saved by bn_stats_finalize.
-__kernel void bn_normalize(__global const float* x,
-                           __global float* y,
-                           const int channels, const int inner, const int rows,
-                           __global const float* mean_hi,
-                           __global const float* mean_lo,
-                           __global const float* invstd,
-                           __global const float* gamma,
-                           __global const float* beta) {
-    const int i = get_global_id(0);
-    const int r = get_global_id(1);
-    if (i >= inner || r >= rows) return;
-    const int c = r % channels;
-    const int at = r * inner + i;
-    const float xhat = ((x[at] - mean_hi[c]) - mean_lo[c]) * invstd[c];
-    y[at] = gamma[c] * xhat + beta[c];
+inline float affine_invstd(__global const float* stat2, int c, int from_running, float eps) {
+    return from_running ? 1.0f / sqrt(stat2[c] + eps) : stat2[c];
 }
 
-// Inference: the same affine map with the running statistics.
-__kernel void bn_inference(__global const float* x,
-                           __global float* y,
-                           const int channels, const int inner, const int rows,
-                           __global const float* running_mean,
-                           __global const float* running_var,
-                           const float eps,
-                           __global const float* gamma,
-                           __global const float* beta) {
-    const int i = get_global_id(0);
-    const int r = get_global_id(1);
-    if (i >= inner || r >= rows) return;
-    const int c = r % channels;
-    const int at = r * inner + i;
-    const float xhat = (x[at] - running_mean[c]) / sqrt(running_var[c] + eps);
-    y[at] = gamma[c] * xhat + beta[c];
+inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
+    return from_running ? 0.0f : mean_lo[c];
+}
+
+// ROWS traversal with the same work decomposition as bn_stats_rows.
+__kernel void bn_affine_rows(__global const float* x, __global float* y, const int channels, const int inner,
+                             const int segs, const int seg_len, const int units, const int units_per_group,
+                             const int from_running, const float eps,
+                             __global const float* mean_hi, __global const float* mean_lo,
+                             __global const float* stat2,
+                             __global const float* gamma, __global const float* beta) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int g = get_group_id(0);
+    const int c = get_group_id(1);
+    const float h = mean_hi[c];
+    const float l = affine_lo(mean_lo, c, from_running);
+    const float is = affine_invstd(stat2, c, from_running, eps);
+    const float ga = gamma[c];
+    const float be = beta[c];
+
+    const int u_end = min((g + 1) * units_per_group, units);
+    for (int u = g * units_per_group; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
+            vstorev(ga * xhat + be, 0, y + at);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float xhat = ((x[base + t] - h) - l) * is;
+            y[base + t] = ga * xhat + be;
+        }
+    }
+}
+
+// COLS traversal: grid (column items, row groups * LY), local (LX, LY).
+__kernel void bn_affine_cols(__global const float* x, __global float* y, const int channels, const int inner,
+                             const int outer, const int rows_per_group,
+                             const int from_running, const float eps,
+                             __global const float* mean_hi, __global const float* mean_lo,
+                             __global const float* stat2,
+                             __global const float* gamma, __global const float* beta) {
+    const int columns = channels * inner;
+    const int j = get_global_id(0) * CW;
+    if (j >= columns) {
+        return;
+    }
+    const floatc h = LOAD_COLS(mean_hi, j, inner);
+    const floatc l = from_running ? (floatc) 0.0f : LOAD_COLS(mean_lo, j, inner);
+    const floatc s2 = LOAD_COLS(stat2, j, inner);
+    const floatc is = from_running ? 1.0f / sqrt(s2 + eps) : s2;
+    const floatc ga = LOAD_COLS(gamma, j, inner);
+    const floatc be = LOAD_COLS(beta, j, inner);
+    const int gy = get_group_id(1);
+    const int r_end = min((gy + 1) * rows_per_group, outer);
+    for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
+        const int at = r * columns + j;
+        const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
+        vstorec(ga * xhat + be, 0, y + at);
+    }
 }

@@ -1,46 +1,66 @@
-// Training-forward statistics, stage 1 of 2: per-work-group partial moments.
-//
-// Work-group (g, c) of a (groups_per_channel x channels) grid summarises values
-// [g*chunk, min((g+1)*chunk, m)) of channel c, where m = outer*inner. Values are shifted by the
-// channel's first element before accumulating, so that channels with a large mean and a small
-// spread (mean 1e6, std 1e-2) keep their precision: x - shift is exact for nearby floats. They are
-// then scaled by STATS_SCALE (exact) so that squared deviations of |x| ~ 1e19 data stay finite.
-// Partials are (count, mean, var) of the scaled values; bn_stats_finalize merges them in a fixed
-// order.
+// Training-forward statistics in one launch: per-work-group partial moments, then the last
+// work-group to finish merges them per channel, saves the statistics for normalize/backward and
+// updates the running statistics.
 
-__kernel void bn_stats_partials(__global const float* x,
-                                const int channels, const int inner, const int m,
-                                const int chunk,
-                                __global float* part_n,
-                                __global float* part_mean,
-                                __global float* part_var,
-                                __local float* l_n,
-                                __local float* l_mean,
-                                __local float* l_var) {
-    const int lid = get_local_id(0);
-    const int lsize = get_local_size(0);
-    const int g = get_group_id(0);
-    const int c = get_group_id(1);
-    const int groups = get_num_groups(0);
-
-    const float shift = x[c * inner];
-    const int begin = g * chunk;
-    const int end = min(begin + chunk, m);
-
+// Merges channel c's partials in index order and finishes the statistics:
+//  - the mean is saved as a float pair (hi + lo) so that (x - hi) - lo keeps float precision
+//    even when |mean| >> std; invstd = 1/sqrt(var + eps) with the biased variance;
+//  - running statistics, PyTorch's convention: running = (1 - factor)*running + factor*batch, the
+//    running variance fed the unbiased variance m/(m-1). A channel whose statistics are not finite
+//    (NaN/Inf input, or a variance beyond float range) is left out and counted in skipped[c].
+inline void finalize_channel(int c, partial_layout pl, __global const float* x, int inner,
+                             volatile __global const float* part_n,
+                             volatile __global const float* part_mean,
+                             volatile __global const float* part_var,
+                             float eps, float factor, int update_running,
+                             __global float* save_mean, __global float* save_mean_lo,
+                             __global float* save_invstd, __global float* running_mean,
+                             __global float* running_var, __global int* skipped) {
     moments acc = moments_empty();
-    for (int j = begin + lid; j < end; j += lsize) {
-        acc = moments_push(acc, (x[channel_offset(j, c, channels, inner)] - shift) * STATS_SCALE);
+    for (int a = 0; a < pl.acount; a++) {
+        for (int b = 0; b < pl.bcount; b++) {
+            const int p = c * pl.cstride + a * pl.astride + b;
+            moments m = {part_n[p], part_mean[p], part_var[p]};
+            acc = moments_merge(acc, m);
+        }
     }
+    const float shift = x[c * inner];
+    const float mean_dev = acc.mean * STATS_UNSCALE;
+    const float mean_hi = shift + mean_dev;
+    const float mean_lo = (shift - mean_hi) + mean_dev;   // what rounding mean_hi dropped
+    const float var_scaled = clamp_nonnegative(acc.var);
+    const float var = var_scaled * (STATS_UNSCALE * STATS_UNSCALE);
+    save_mean[c] = mean_hi;
+    save_mean_lo[c] = mean_lo;
+    // var is +Inf when the spread exceeds ~1.8e19; invstd is still well defined in the scaled
+    // domain, where eps is negligible. Otherwise the plain formula honours eps exactly.
+    save_invstd[c] = isinf(var) ? STATS_SCALE / sqrt(var_scaled) : 1.0f / sqrt(var + eps);
+    if (update_running) {
+        const float unbiased = var * (acc.n / (acc.n - 1.0f));
+        if (isfinite(mean_hi) && isfinite(unbiased)) {
+            running_mean[c] = (1.0f - factor) * running_mean[c] + factor * mean_hi;
+            running_var[c] = (1.0f - factor) * running_var[c] + factor * unbiased;
+        } else {
+            skipped[c] += 1;
+        }
+    }
+}
+
+// Local tree merge of one moments triple per work-item along local dimension `dim`; the local
+// size along it is a power of two. Work-items with the same other coordinate merge together.
+inline moments local_merge(moments acc, __local float* l_n, __local float* l_mean, __local float* l_var,
+                           int dim) {
+    const int lid = flat_local_id();
+    const int step = dim == 0 ? 1 : (int) get_local_size(0);
+    const int along = get_local_id(dim);
     l_n[lid] = acc.n;
     l_mean[lid] = acc.mean;
     l_var[lid] = acc.var;
     barrier(CLK_LOCAL_MEM_FENCE);
-
-    // Tree merge; lsize is a power of two chosen by the host.
-    for (int stride = lsize / 2; stride > 0; stride /= 2) {
-        if (lid < stride) {
+    for (int stride = get_local_size(dim) / 2; stride > 0; stride /= 2) {
+        if (along < stride) {
             moments a = {l_n[lid], l_mean[lid], l_var[lid]};
-            moments b = {l_n[lid + stride], l_mean[lid + stride], l_var[lid + stride]};
+            moments b = {l_n[lid + stride * step], l_mean[lid + stride * step], l_var[lid + stride * step]};
             moments r = moments_merge(a, b);
             l_n[lid] = r.n;
             l_mean[lid] = r.mean;
@@ -48,66 +68,161 @@ __kernel void bn_stats_partials(__global const float* x,
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
+    moments r = {l_n[lid], l_mean[lid], l_var[lid]};
+    return r;
+}
+
+#define STATS_FINALIZE_ARGS                                                                   \
+    const float eps, const float factor, const int update_running,                            \
+    __global float* part_n, __global float* part_mean, __global float* part_var,              \
+    volatile __global int* counter,                                                           \
+    __global float* save_mean, __global float* save_mean_lo, __global float* save_invstd,     \
+    __global float* running_mean, __global float* running_var, __global int* skipped
+
+// ROWS traversal. Grid (groups_per_channel * L, channels), local (L, 1).
+__kernel void bn_stats_rows(__global const float* x, const int channels, const int inner,
+                            const int segs, const int seg_len, const int units, const int units_per_group,
+                            STATS_FINALIZE_ARGS,
+                            __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int g = get_group_id(0);
+    const int c = get_group_id(1);
+    const int groups = get_num_groups(0);
+    const float shift = x[c * inner];
+
+    moments acc = moments_empty();
+    const int u_end = min((g + 1) * units_per_group, units);
+    for (int u = g * units_per_group; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        __global const float* row = x + (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        int k = lid;
+        for (; k + (BV - 1) * lsize < vecs; k += BV * lsize) {
+            acc = moments_merge(acc, block_moments(row + start + k * VEC, lsize * VEC, shift));
+        }
+        for (; k < vecs; k += lsize) {
+            acc = moments_push_vec(acc, (vloadv(0, row + start + k * VEC) - shift) * STATS_SCALE);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            acc = moments_push(acc, (row[t] - shift) * STATS_SCALE);
+        }
+    }
+    acc = local_merge(acc, l_n, l_mean, l_var, 0);
     if (lid == 0) {
         const int p = c * groups + g;
-        part_n[p] = l_n[0];
-        part_mean[p] = l_mean[0];
-        part_var[p] = l_var[0];
+        part_n[p] = acc.n;
+        part_mean[p] = acc.mean;
+        part_var[p] = acc.var;
+    }
+    if (take_ticket_is_last(counter, groups * channels, l_flag)) {
+        partial_layout pl = {groups, groups, 1, 1};
+        for (int ch = lid; ch < channels; ch += lsize) {
+            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, factor, update_running,
+                             save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
+        }
+        if (lid == 0) {
+            *counter = 0;
+        }
     }
 }
 
-// Stage 2: one work-item per channel merges that channel's partials in index order, then
-//  - saves the batch mean as a float pair (mean_hi + mean_lo) so that x - mean stays exact to
-//    float precision even when |mean| >> std, and saves invstd = 1/sqrt(var + eps);
-//  - updates the running statistics with PyTorch's convention:
-//        running = (1 - factor) * running + factor * batch, running_var fed the unbiased variance.
-//    A channel whose batch statistics are not finite in float32 (NaN/Inf in the input, or a
-//    variance above FLT_MAX) is not folded into the running statistics; skipped[c] counts how
-//    often that happened.
-__kernel void bn_stats_finalize(__global const float* x,
-                                const int channels, const int inner,
-                                const int groups,
-                                __global const float* part_n,
-                                __global const float* part_mean,
-                                __global const float* part_var,
-                                const float eps,
-                                const float factor,
-                                const int update_running,
-                                __global float* save_mean,
-                                __global float* save_mean_lo,
-                                __global float* save_invstd,
-                                __global float* running_mean,
-                                __global float* running_var,
-                                __global int* skipped) {
-    const int c = get_global_id(0);
-    if (c >= channels) return;
+// COLS traversal over the (outer) x (channels*inner) matrix. Grid (column items, row groups * LY),
+// local (LX, LY): work-item (jx, y) owns columns [jx*CW, jx*CW + CW) and rows y, y + LY, ... of its
+// row group. CW > 1 only when inner == 1, so each lane is its own channel and the shift vector is
+// the first row.
+__kernel void bn_stats_cols(__global const float* x, const int channels, const int inner, const int outer,
+                            const int rows_per_group,
+                            STATS_FINALIZE_ARGS,
+                            __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
+    const int columns = channels * inner;
+    const int jv = get_global_id(0);
+    const int gy = get_group_id(1);
+    const int row_groups = get_num_groups(1);
+    const int ly = get_local_id(1);
+    const int lys = get_local_size(1);
+    const int j = jv * CW;
+    const int valid = j < columns;
 
-    moments acc = moments_empty();
-    for (int g = 0; g < groups; g++) {
-        const int p = c * groups + g;
-        moments b = {part_n[p], part_mean[p], part_var[p]};
-        acc = moments_merge(acc, b);
+    // Per-lane Welford: the count is the same for every lane.
+    float n = 0.0f;
+    floatc mean = (floatc) 0.0f;
+    floatc var = (floatc) 0.0f;
+    if (valid) {
+#if CW == 1
+        const floatc shift = x[(j / inner) * inner];
+#else
+        const floatc shift = vloadc(jv, x);
+#endif
+        const int r_end = min((gy + 1) * rows_per_group, outer);
+        int r = gy * rows_per_group + ly;
+        // Blocks of BV rows: two passes per block (the second from cache), one merge per block,
+        // for the same reason as block_moments.
+        for (; r + (BV - 1) * lys < r_end; r += BV * lys) {
+            floatc s = (floatc) 0.0f;
+            for (int b = 0; b < BV; b++) {
+                s += (vloadc(0, x + (r + b * lys) * columns + j) - shift) * STATS_SCALE;
+            }
+            const floatc bm = s * (1.0f / BV);
+            floatc q = (floatc) 0.0f;
+            for (int b = 0; b < BV; b++) {
+                const floatc d = (vloadc(0, x + (r + b * lys) * columns + j) - shift) * STATS_SCALE - bm;
+                q += d * d;
+            }
+            const float total = n + BV;
+            const float wa = n / total;
+            const float wb = BV / total;
+            const floatc delta = bm - mean;
+            mean += delta * wb;
+            var = wa * var + wb * (q * (1.0f / BV)) + (delta * wa) * (delta * wb);
+            n = total;
+        }
+        for (; r < r_end; r += lys) {
+            const floatc v = (vloadc(0, x + r * columns + j) - shift) * STATS_SCALE;
+            n += 1.0f;
+            const floatc delta = v - mean;
+            mean += delta / n;
+            var += delta * ((v - mean) / n) - var / n;
+        }
     }
-    const float shift = x[c * inner];
-    const float mean_dev = acc.mean * STATS_UNSCALE;      // mean of x - shift (exact rescale)
-    const float mean_hi = shift + mean_dev;
-    const float mean_lo = (shift - mean_hi) + mean_dev;   // what rounding mean_hi dropped
-    const float var_scaled = clamp_nonnegative(acc.var);  // biased: this one normalizes
-    // var is +Inf when the spread exceeds ~1.8e19 (variance above FLT_MAX). The output is still
-    // well defined: invstd = 1/sqrt(var + eps) computed in the scaled domain, where eps is
-    // negligible. Otherwise the plain formula, so eps of any size is honoured exactly.
-    const float var = var_scaled * (STATS_UNSCALE * STATS_UNSCALE);
-    save_mean[c] = mean_hi;
-    save_mean_lo[c] = mean_lo;
-    save_invstd[c] = isinf(var) ? STATS_SCALE / sqrt(var_scaled) : 1.0f / sqrt(var + eps);
-
-    if (update_running) {
-        const float unbiased = var * (acc.n / (acc.n - 1.0f));  // Bessel's correction, m/(m-1)
-        if (isfinite(mean_hi) && isfinite(unbiased)) {
-            running_mean[c] = (1.0f - factor) * running_mean[c] + factor * mean_hi;
-            running_var[c] = (1.0f - factor) * running_var[c] + factor * unbiased;
-        } else {
-            skipped[c] += 1;
+    // Merge along local dimension 1, one lane at a time (local memory holds scalars).
+#if CW == 1
+    moments lane0 = {n, mean, var};
+    moments m0 = local_merge(lane0, l_n, l_mean, l_var, 1);
+    if (ly == 0 && valid) {
+        const int p = gy * columns + j;
+        part_n[p] = m0.n;
+        part_mean[p] = m0.mean;
+        part_var[p] = m0.var;
+    }
+#else
+    float mv[CW];
+    float vv[CW];
+    vstorec(mean, 0, mv);
+    vstorec(var, 0, vv);
+    for (int lane = 0; lane < CW; lane++) {
+        moments m = {n, mv[lane], vv[lane]};
+        m = local_merge(m, l_n, l_mean, l_var, 1);
+        if (ly == 0 && valid) {
+            const int p = gy * columns + j + lane;
+            part_n[p] = m.n;
+            part_mean[p] = m.mean;
+            part_var[p] = m.var;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
+    const int groups = get_num_groups(0) * row_groups;
+    if (take_ticket_is_last(counter, groups, l_flag)) {
+        partial_layout pl = {inner, row_groups, columns, inner};
+        for (int ch = flat_local_id(); ch < channels; ch += flat_local_size()) {
+            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, factor, update_running,
+                             save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
+        }
+        if (flat_local_id() == 0) {
+            *counter = 0;
         }
     }
 }

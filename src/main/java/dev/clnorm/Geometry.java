@@ -67,4 +67,13 @@ public record Geometry(int outer, int channels, int inner) {
     public long rows() {
         return (long) outer * channels;
     }
+
+    /**
+     * An equivalent geometry for the kernels: with one channel, every value belongs to it and the
+     * whole tensor is one long contiguous row, whatever the layout. Other geometries are returned
+     * as they are.
+     */
+    public Geometry canonical() {
+        return channels == 1 && inner != elements() ? new Geometry(1, 1, (int) elements()) : this;
+    }
 }

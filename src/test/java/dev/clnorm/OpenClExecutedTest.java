@@ -29,7 +29,7 @@ class OpenClExecutedTest {
             try (BatchNorm bn = BatchNorm.builder(3).backend(b).build()) {
                 float[] y = bn.forwardTraining(x, shape);
                 b.finish();
-                assertTrue(b.kernelLaunches() >= launches + 3, "training forward launched its kernels on " + b);
+                assertTrue(b.kernelLaunches() >= launches + 2, "training forward launched its kernels on " + b);
                 // Each channel's output has mean ~0: the kernels really computed something.
                 for (int c = 0; c < 3; c++) {
                     double sum = 0;

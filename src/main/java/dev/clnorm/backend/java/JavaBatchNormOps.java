@@ -190,9 +190,10 @@ final class JavaBatchNormOps implements BatchNormOps {
     // ------------------------------------------------------------------ forward
 
     @Override
-    public void trainingForward(Geometry g, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
+    public void trainingForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
                                 float eps, float factor, boolean updateRunning) {
         check();
+        Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
         float[] y = f(yb, "y");
         int nc = g.channels();
@@ -349,8 +350,9 @@ final class JavaBatchNormOps implements BatchNormOps {
     }
 
     @Override
-    public void inferenceForward(Geometry g, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps) {
+    public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps) {
         check();
+        Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
         float[] y = f(yb, "y");
         float[] rm = f(s.runningMean(), "running_mean");
@@ -378,9 +380,10 @@ final class JavaBatchNormOps implements BatchNormOps {
     // ------------------------------------------------------------------ backward
 
     @Override
-    public void backward(Geometry g, DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, BatchNormBuffers s,
+    public void backward(Geometry geometry, DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, BatchNormBuffers s,
                          DeviceBuffer dgammab, DeviceBuffer dbetab) {
         check();
+        Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
         float[] dy = f(dyb, "dy");
         float[] dx = f(dxb, "dx");

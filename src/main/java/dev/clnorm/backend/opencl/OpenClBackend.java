@@ -101,9 +101,12 @@ public final class OpenClBackend implements Backend {
         }
     }
 
-    /** The clnorm batch-norm program for this device, built on first use and cached. */
-    ClProgram batchNormProgram() {
-        return program(KernelSources.batchNormProgram(), "-cl-std=CL1.2");
+    /**
+     * The clnorm batch-norm program for this device with vector width {@code vec} (ROWS kernels) and
+     * {@code cw} columns per work-item (COLS kernels), built on first use and cached.
+     */
+    ClProgram batchNormProgram(int vec, int cw) {
+        return program(KernelSources.batchNormProgram(), "-cl-std=CL1.2 -DVEC=" + vec + " -DCW=" + cw);
     }
 
     /**

@@ -4,104 +4,172 @@ import dev.clnorm.Geometry;
 import dev.clnorm.backend.BatchNormBuffers;
 import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
+import dev.clnorm.backend.DeviceInfo;
 import dev.clnorm.backend.ElementType;
 
+import java.util.HashMap;
+import java.util.Map;
+
 /**
- * Batch norm on one OpenCL device for one layer. Owns its kernel objects (so no other layer can
- * race on their arguments) and its scratch buffers for the per-work-group partials. Every call
+ * Batch norm on one OpenCL device for one layer. Owns its kernel objects (no other layer can race
+ * on their arguments), its partial-result scratch and its last-work-group counters. Every call
  * only enqueues: no host transfer, no clFinish.
  *
- * <p>Launches: training forward = stats partials + finalize + normalize; backward = partials +
- * finalize + dx; inference = one elementwise kernel.
+ * <p>Launches: training forward = statistics (with the per-channel merge and running-statistics
+ * update done by the last work-group) + normalize; backward = gradient sums (merge likewise) + dx;
+ * inference = one elementwise kernel.
+ *
+ * <p>Per shape the host picks the ROWS traversal (long contiguous rows, NCHW-like) or the COLS
+ * traversal (short rows: channels-last, (N,C), small spatial extents) and per device the vector
+ * width and work-group shape (see {@link Tuning}); kernels are compiled once per option set.
  */
 final class OpenClBatchNormOps implements BatchNormOps {
-    /** Reduction work-groups are capped here: enough to hide latency, small enough for local memory. */
-    private static final int MAX_REDUCE_GROUP = 256;
-    /** Each reduction work-item should see at least this many values before merging. */
-    private static final int MIN_VALUES_PER_ITEM = 8;
-    /** Upper bound on partial results per channel. */
-    private static final int MAX_GROUPS_PER_CHANNEL = 1024;
+    private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
+            "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols"};
 
     private final OpenClBackend backend;
-    private final int channels;
-    private final ClKernel statsPartials;
-    private final ClKernel statsFinalize;
-    private final ClKernel normalize;
-    private final ClKernel inference;
-    private final ClKernel backwardPartials;
-    private final ClKernel backwardFinalize;
-    private final ClKernel backwardDx;
+    private final Tuning tuning;
+    /** Kernel sets by columns-per-work-item (1 or the vector width). */
+    private final Map<Integer, Map<String, ClKernel>> kernels = new HashMap<>();
     private ClBuffer partA;
     private ClBuffer partB;
     private ClBuffer partC;
+    private final ClBuffer statsCounter;
+    private final ClBuffer gradCounter;
     private boolean closed;
+
+    /**
+     * Device-dependent choices. GPUs: float4 loads, 256-wide work-groups whose neighbouring work-items
+     * touch neighbouring addresses. CPUs (POCL): float8 (AVX) and one work-item per work-group, so
+     * each work-group is a plain loop streaming one contiguous range and needs no barriers.
+     */
+    record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups) {
+        static Tuning of(DeviceInfo d, long[] maxItems) {
+            int cus = Math.max(1, d.computeUnits());
+            if (d.kind() == DeviceInfo.Kind.CPU) {
+                // Many work-groups per device: they balance the threads, and shorter sequential
+                // streams per work-item keep the statistics' rounding small.
+                return new Tuning(8, 1, 1, 1, cus * 32);
+            }
+            int wg = (int) Math.min(256, Math.min(d.maxWorkGroupSize(), maxItems[0]));
+            wg = Integer.highestOneBit(Math.max(1, wg));
+            int lx = Math.min(32, wg);
+            return new Tuning(4, wg, lx, Math.max(1, wg / lx), cus * 8);
+        }
+    }
 
     OpenClBatchNormOps(OpenClBackend backend, int channels) {
         this.backend = backend;
-        this.channels = channels;
-        ClProgram program = backend.batchNormProgram();
-        ClKernel[] made = new ClKernel[7];
-        String[] names = {"bn_stats_partials", "bn_stats_finalize", "bn_normalize", "bn_inference",
-                "bn_backward_partials", "bn_backward_finalize", "bn_backward_dx"};
+        this.tuning = Tuning.of(backend.info(), backend.device().maxWorkItemSizes());
+        ClBuffer a = null;
+        ClBuffer b = null;
         try {
-            for (int k = 0; k < names.length; k++) {
-                made[k] = program.createKernel(names[k]);
-            }
+            a = (ClBuffer) backend.allocate(1, ElementType.INT32);
+            b = (ClBuffer) backend.allocate(1, ElementType.INT32);
+            kernelsFor(1);
         } catch (RuntimeException e) {
-            for (ClKernel k : made) {
-                if (k != null) {
-                    k.close();
-                }
+            if (a != null) {
+                a.close();
             }
+            if (b != null) {
+                b.close();
+            }
+            releaseKernels();
             throw e;
         }
-        statsPartials = made[0];
-        statsFinalize = made[1];
-        normalize = made[2];
-        inference = made[3];
-        backwardPartials = made[4];
-        backwardFinalize = made[5];
-        backwardDx = made[6];
+        statsCounter = a;
+        gradCounter = b;
     }
 
-    /** How a channel's m values are split across work-groups for a reduction. */
-    private record ReducePlan(int local, int groups, int chunk) {
+    private Map<String, ClKernel> kernelsFor(int cw) {
+        Map<String, ClKernel> set = kernels.get(cw);
+        if (set != null) {
+            return set;
+        }
+        ClProgram program = backend.batchNormProgram(tuning.vec(), cw);
+        set = new HashMap<>();
+        try {
+            for (String name : KERNELS) {
+                set.put(name, program.createKernel(name));
+            }
+        } catch (RuntimeException e) {
+            set.values().forEach(ClKernel::close);
+            throw e;
+        }
+        kernels.put(cw, set);
+        return set;
     }
 
-    private ReducePlan reducePlan(Geometry g, ClKernel kernel) {
-        int local = floorPow2((int) Math.min(MAX_REDUCE_GROUP, Math.min(kernel.maxWorkGroupSize(),
-                backend.device().maxWorkItemSizes()[0])));
-        long m = g.valuesPerChannel();
-        // Enough work-groups in total to fill every compute unit a few times over.
-        long target = Math.max(1, (long) backend.info().computeUnits() * 8 / Math.max(1, g.channels()));
-        long byWork = Math.max(1, m / ((long) local * MIN_VALUES_PER_ITEM));
-        int groups = (int) Math.min(MAX_GROUPS_PER_CHANNEL, Math.min(target, byWork));
-        int chunk = (int) ((m + groups - 1) / groups);
-        groups = (int) ((m + chunk - 1) / chunk);
-        return new ReducePlan(local, groups, chunk);
+    private static int pow2Floor(long v) {
+        return Integer.highestOneBit((int) Math.max(1, Math.min(v, 1 << 30)));
     }
 
-    private static int floorPow2(int v) {
-        return Integer.highestOneBit(Math.max(1, v));
+    private static long ceilDiv(long a, long b) {
+        return (a + b - 1) / b;
     }
 
-    /** Global and local sizes for the 2-D elementwise kernels: (inner, rows). */
-    private long[][] elementwiseRange(Geometry g, ClKernel kernel) {
-        long[] maxItems = backend.device().maxWorkItemSizes();
-        int budget = floorPow2((int) Math.min(256, kernel.maxWorkGroupSize()));
-        int lx = (int) Math.min(Math.min(budget, Integer.highestOneBit(Math.max(1, g.inner() * 2 - 1))), maxItems[0]);
-        lx = floorPow2(lx);
-        int ly = (int) Math.max(1, Math.min(budget / lx, maxItems[1]));
-        long rows = g.rows();
-        long[] global = {roundUp(g.inner(), lx), roundUp(rows, ly)};
-        return new long[][]{global, {lx, ly}};
+    // ------------------------------------------------------------------ plans
+
+    /** ROWS decomposition: work-group (g, c) walks units [g*unitsPerGroup, ...) of channel c. */
+    private record RowsPlan(int localSize, int groups, int segs, int segLen, int units, int unitsPerGroup) {
+        long[] global(Geometry g) {
+            return new long[]{(long) groups * localSize, g.channels()};
+        }
+
+        long[] localRange() {
+            return new long[]{localSize, 1};
+        }
     }
 
-    private static long roundUp(long v, long multiple) {
-        return (v + multiple - 1) / multiple * multiple;
+    /** COLS decomposition: (column items x row groups), work-groups (lx, ly). */
+    private record ColsPlan(int cw, int lx, int ly, int columnItems, int rowGroups, int rowsPerGroup) {
+        long[] global() {
+            return new long[]{ceilDiv(columnItems, lx) * lx, (long) rowGroups * ly};
+        }
+
+        long[] localRange() {
+            return new long[]{lx, ly};
+        }
     }
 
-    /** Scratch for per-channel partials, grown (never shrunk) as shapes need. */
+    private boolean useRows(Geometry g) {
+        return g.inner() >= (long) tuning.rowsLocal() * tuning.vec();
+    }
+
+    private RowsPlan rowsPlan(Geometry g, ClKernel kernel) {
+        int local = Math.min(tuning.rowsLocal(), pow2Floor(kernel.maxWorkGroupSize()));
+        int inner = g.inner();
+        long perChannel = Math.max(1, ceilDiv(tuning.targetGroups(), g.channels()));
+        int segs = 1;
+        if (g.outer() < perChannel) {
+            long wanted = ceilDiv(perChannel, g.outer());
+            long most = Math.max(1, inner / ((long) local * tuning.vec()));
+            segs = (int) Math.max(1, Math.min(wanted, most));
+        }
+        int segLen = (int) (ceilDiv(ceilDiv(inner, segs), tuning.vec()) * tuning.vec());
+        segs = (int) ceilDiv(inner, segLen);
+        int units = g.outer() * segs;
+        int groups = (int) Math.max(1, Math.min(perChannel, units));
+        int unitsPerGroup = (int) ceilDiv(units, groups);
+        groups = (int) ceilDiv(units, unitsPerGroup);
+        return new RowsPlan(local, groups, segs, segLen, units, unitsPerGroup);
+    }
+
+    private ColsPlan colsPlan(Geometry g, ClKernel kernel) {
+        int columns = g.channels() * g.inner();
+        int cw = g.inner() == 1 && g.channels() % tuning.vec() == 0 ? tuning.vec() : 1;
+        int items = columns / cw;
+        int budget = pow2Floor(kernel.maxWorkGroupSize());
+        int lx = Math.min(Math.min(tuning.colsLx(), budget), Integer.highestOneBit(Math.max(1, items * 2 - 1)));
+        int ly = Math.max(1, Math.min(tuning.colsLy(), budget / lx));
+        long columnGroups = ceilDiv(items, lx);
+        long wantedRowGroups = Math.max(1, ceilDiv(tuning.targetGroups(), columnGroups));
+        int rowsPerGroup = (int) Math.max(ly, ceilDiv(g.outer(), wantedRowGroups));
+        int rowGroups = (int) ceilDiv(g.outer(), rowsPerGroup);
+        return new ColsPlan(cw, lx, ly, items, rowGroups, rowsPerGroup);
+    }
+
+    /** Scratch for partials, grown (never shrunk) as shapes need. */
     private void ensurePartials(long perBuffer) {
         if (partA != null && partA.elements() >= perBuffer) {
             return;
@@ -132,77 +200,160 @@ final class OpenClBatchNormOps implements BatchNormOps {
         return OpenClBackend.cast(backend, b, ElementType.FLOAT32, what);
     }
 
+    /** Sets arguments in order starting at 0; ints, floats and buffers. */
+    private static void args(ClKernel k, Object... values) {
+        for (int i = 0; i < values.length; i++) {
+            Object v = values[i];
+            if (v instanceof Integer n) {
+                k.arg(i, n.intValue());
+            } else if (v instanceof Float x) {
+                k.arg(i, x.floatValue());
+            } else if (v instanceof LocalBytes l) {
+                k.localArg(i, l.bytes());
+            } else {
+                k.arg(i, (DeviceBuffer) v);
+            }
+        }
+    }
+
+    private record LocalBytes(long bytes) {
+    }
+
+    // ------------------------------------------------------------------ operations
+
     @Override
-    public synchronized void trainingForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
+    public synchronized void trainingForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
                                              float eps, float factor, boolean updateRunning) {
         check();
+        Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
         ClBuffer yb = f(y, "y");
-        ReducePlan plan = reducePlan(g, statsPartials);
-        ensurePartials((long) plan.groups() * g.channels());
-
-        statsPartials.arg(0, xb).arg(1, g.channels()).arg(2, g.inner()).arg(3, (int) g.valuesPerChannel())
-                .arg(4, plan.chunk()).arg(5, partA).arg(6, partB).arg(7, partC)
-                .localArg(8, 4L * plan.local()).localArg(9, 4L * plan.local()).localArg(10, 4L * plan.local());
-        statsPartials.launch(new long[]{(long) plan.groups() * plan.local(), g.channels()},
-                new long[]{plan.local(), 1});
-
-        int local = floorPow2((int) Math.min(64, statsFinalize.maxWorkGroupSize()));
-        statsFinalize.arg(0, xb).arg(1, g.channels()).arg(2, g.inner()).arg(3, plan.groups())
-                .arg(4, partA).arg(5, partB).arg(6, partC).arg(7, eps).arg(8, factor).arg(9, updateRunning ? 1 : 0)
-                .arg(10, f(s.saveMean(), "save_mean")).arg(11, f(s.saveMeanLo(), "save_mean_lo"))
-                .arg(12, f(s.saveInvstd(), "save_invstd")).arg(13, f(s.runningMean(), "running_mean"))
-                .arg(14, f(s.runningVar(), "running_var"))
-                .arg(15, OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped"));
-        statsFinalize.launch(new long[]{roundUp(g.channels(), local)}, new long[]{local});
-
-        long[][] range = elementwiseRange(g, normalize);
-        normalize.arg(0, xb).arg(1, yb).arg(2, g.channels()).arg(3, g.inner()).arg(4, (int) g.rows())
-                .arg(5, f(s.saveMean(), "save_mean")).arg(6, f(s.saveMeanLo(), "save_mean_lo"))
-                .arg(7, f(s.saveInvstd(), "save_invstd")).arg(8, f(s.gamma(), "gamma")).arg(9, f(s.beta(), "beta"));
-        normalize.launch(range[0], range[1]);
+        Object[] finalize = {eps, factor, updateRunning ? 1 : 0};
+        Object[] outputs = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
+                f(s.saveInvstd(), "save_invstd"), f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
+                OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped")};
+        Object[] affine = {0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(), s.beta()};
+        if (useRows(g)) {
+            Map<String, ClKernel> k = kernelsFor(1);
+            ClKernel stats = k.get("bn_stats_rows");
+            RowsPlan p = rowsPlan(g, stats);
+            ensurePartials((long) p.groups() * g.channels());
+            long l = 4L * p.localSize();
+            args(stats, concat(new Object[]{xb, g.channels(), g.inner(), p.segs(), p.segLen(), p.units(),
+                    p.unitsPerGroup()}, finalize, new Object[]{partA, partB, partC, statsCounter}, outputs,
+                    new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+            stats.launch(p.global(g), p.localRange());
+            ClKernel norm = k.get("bn_affine_rows");
+            RowsPlan q = rowsPlan(g, norm);
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
+                    q.unitsPerGroup()}, affine));
+            norm.launch(q.global(g), q.localRange());
+        } else {
+            ClKernel stats0 = kernelsFor(1).get("bn_stats_cols");
+            ColsPlan p = colsPlan(g, stats0);
+            Map<String, ClKernel> k = kernelsFor(p.cw());
+            ClKernel stats = k.get("bn_stats_cols");
+            ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
+            long l = 4L * p.lx() * p.ly();
+            args(stats, concat(new Object[]{xb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, finalize,
+                    new Object[]{partA, partB, partC, statsCounter}, outputs,
+                    new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+            stats.launch(p.global(), p.localRange());
+            ClKernel norm = k.get("bn_affine_cols");
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, affine));
+            norm.launch(p.global(), p.localRange());
+        }
     }
 
     @Override
-    public synchronized void inferenceForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
+    public synchronized void inferenceForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
                                               float eps) {
         check();
-        long[][] range = elementwiseRange(g, inference);
-        inference.arg(0, f(x, "x")).arg(1, f(y, "y")).arg(2, g.channels()).arg(3, g.inner()).arg(4, (int) g.rows())
-                .arg(5, f(s.runningMean(), "running_mean")).arg(6, f(s.runningVar(), "running_var")).arg(7, eps)
-                .arg(8, f(s.gamma(), "gamma")).arg(9, f(s.beta(), "beta"));
-        inference.launch(range[0], range[1]);
+        Geometry g = geometry.canonical();
+        ClBuffer xb = f(x, "x");
+        ClBuffer yb = f(y, "y");
+        // mean_lo is unused when from_running = 1; the running mean stands in for the argument.
+        Object[] affine = {1, eps, f(s.runningMean(), "running_mean"), s.runningMean(),
+                f(s.runningVar(), "running_var"), f(s.gamma(), "gamma"), f(s.beta(), "beta")};
+        if (useRows(g)) {
+            ClKernel norm = kernelsFor(1).get("bn_affine_rows");
+            RowsPlan q = rowsPlan(g, norm);
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
+                    q.unitsPerGroup()}, affine));
+            norm.launch(q.global(g), q.localRange());
+        } else {
+            ColsPlan p = colsPlan(g, kernelsFor(1).get("bn_affine_cols"));
+            ClKernel norm = kernelsFor(p.cw()).get("bn_affine_cols");
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, affine));
+            norm.launch(p.global(), p.localRange());
+        }
     }
 
     @Override
-    public synchronized void backward(Geometry g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx,
+    public synchronized void backward(Geometry geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx,
                                       BatchNormBuffers s, DeviceBuffer dgamma, DeviceBuffer dbeta) {
         check();
+        Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
         ClBuffer dyb = f(dy, "dy");
-        ClBuffer mean = f(s.saveMean(), "save_mean");
-        ClBuffer meanLo = f(s.saveMeanLo(), "save_mean_lo");
-        ClBuffer invstd = f(s.saveInvstd(), "save_invstd");
-        ClBuffer dg = f(dgamma, "dgamma");
+        ClBuffer dxb = f(dx, "dx");
         ClBuffer db = f(dbeta, "dbeta");
-        ReducePlan plan = reducePlan(g, backwardPartials);
-        ensurePartials((long) plan.groups() * g.channels());
+        ClBuffer dg = f(dgamma, "dgamma");
+        Object[] stats = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
+                f(s.saveInvstd(), "save_invstd")};
+        Object[] dxArgs = {(float) (1.0 / g.valuesPerChannel()), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
+                f(s.gamma(), "gamma"), db, dg};
+        if (useRows(g)) {
+            Map<String, ClKernel> k = kernelsFor(1);
+            ClKernel grad = k.get("bn_grad_rows");
+            RowsPlan p = rowsPlan(g, grad);
+            ensurePartials((long) p.groups() * g.channels());
+            long l = 4L * p.localSize();
+            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), p.segs(), p.segLen(), p.units(),
+                    p.unitsPerGroup()}, stats, new Object[]{partA, partB, gradCounter, db, dg,
+                    new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+            grad.launch(p.global(g), p.localRange());
+            ClKernel dxk = k.get("bn_dx_rows");
+            RowsPlan q = rowsPlan(g, dxk);
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
+                    q.unitsPerGroup()}, dxArgs));
+            dxk.launch(q.global(g), q.localRange());
+        } else {
+            ColsPlan p = colsPlan(g, kernelsFor(1).get("bn_grad_cols"));
+            Map<String, ClKernel> k = kernelsFor(p.cw());
+            ClKernel grad = k.get("bn_grad_cols");
+            ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
+            long l = 4L * p.lx() * p.ly();
+            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, stats,
+                    new Object[]{partA, partB, gradCounter, db, dg,
+                            new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+            grad.launch(p.global(), p.localRange());
+            ClKernel dxk = k.get("bn_dx_cols");
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
+                    dxArgs));
+            dxk.launch(p.global(), p.localRange());
+        }
+    }
 
-        backwardPartials.arg(0, xb).arg(1, dyb).arg(2, g.channels()).arg(3, g.inner())
-                .arg(4, (int) g.valuesPerChannel()).arg(5, plan.chunk()).arg(6, mean).arg(7, meanLo).arg(8, invstd)
-                .arg(9, partA).arg(10, partB).localArg(11, 4L * plan.local()).localArg(12, 4L * plan.local());
-        backwardPartials.launch(new long[]{(long) plan.groups() * plan.local(), g.channels()},
-                new long[]{plan.local(), 1});
+    private static Object[] concat(Object[]... parts) {
+        int n = 0;
+        for (Object[] p : parts) {
+            n += p.length;
+        }
+        Object[] out = new Object[n];
+        int at = 0;
+        for (Object[] p : parts) {
+            System.arraycopy(p, 0, out, at, p.length);
+            at += p.length;
+        }
+        return out;
+    }
 
-        int local = floorPow2((int) Math.min(64, backwardFinalize.maxWorkGroupSize()));
-        backwardFinalize.arg(0, g.channels()).arg(1, plan.groups()).arg(2, partA).arg(3, partB).arg(4, db).arg(5, dg);
-        backwardFinalize.launch(new long[]{roundUp(g.channels(), local)}, new long[]{local});
-
-        long[][] range = elementwiseRange(g, backwardDx);
-        backwardDx.arg(0, xb).arg(1, dyb).arg(2, f(dx, "dx")).arg(3, g.channels()).arg(4, g.inner())
-                .arg(5, (int) g.rows()).arg(6, (float) (1.0 / g.valuesPerChannel())).arg(7, mean).arg(8, meanLo)
-                .arg(9, invstd).arg(10, f(s.gamma(), "gamma")).arg(11, db).arg(12, dg);
-        backwardDx.launch(range[0], range[1]);
+    private void releaseKernels() {
+        for (Map<String, ClKernel> set : kernels.values()) {
+            set.values().forEach(ClKernel::close);
+        }
+        kernels.clear();
     }
 
     @Override
@@ -212,13 +363,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
         }
         closed = true;
         releasePartials();
-        for (ClKernel k : new ClKernel[]{statsPartials, statsFinalize, normalize, inference, backwardPartials,
-                backwardFinalize, backwardDx}) {
-            k.close();
-        }
-    }
-
-    int channels() {
-        return channels;
+        releaseKernels();
+        statsCounter.close();
+        gradCounter.close();
     }
 }
