@@ -38,6 +38,58 @@ inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int d
     return (float2)(l_a[lid], l_b[lid]);
 }
 
+// (sum dy, sum dy * xhat) over this work-item's share of units [u_begin, u_end) of channel c,
+// with VEC independent vector accumulators added in a fixed order at the end.
+inline float2 rows_grad_sums(__global const float* x, __global const float* dy, int channels, int inner, int c,
+                             int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
+                             float h, float l, float is) {
+    floatv sum_dy = (floatv) 0.0f;
+    floatv sum_dyx = (floatv) 0.0f;
+    float tail_dy = 0.0f;
+    float tail_dyx = 0.0f;
+    for (int u = u_begin; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv d = vloadv(0, dy + at);
+            sum_dy += d;
+            sum_dyx += d * (((vloadv(0, x + at) - h) - l) * is);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float d = dy[base + t];
+            tail_dy += d;
+            tail_dyx += d * (((x[base + t] - h) - l) * is);
+        }
+    }
+    return (float2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx);
+}
+
+// dx over this work-item's share of units [u_begin, u_end) of channel c.
+inline void dx_rows(__global const float* x, __global const float* dy, __global float* dx, int channels, int inner,
+                    int c, int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
+                    float h, float l, float is, float scale, float db, float dg) {
+    for (int u = u_begin; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
+            vstorev(scale * (vloadv(0, dy + at) - db - xhat * dg), 0, dx + at);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float xhat = ((x[base + t] - h) - l) * is;
+            dx[base + t] = scale * (dy[base + t] - db - xhat * dg);
+        }
+    }
+}
+
 #define GRAD_ARGS                                                                     \
     __global const float* mean_hi, __global const float* mean_lo,                     \
     __global const float* invstd,                                                     \
@@ -56,31 +108,9 @@ __kernel void bn_grad_rows(__global const float* x, __global const float* dy, co
     const float l = mean_lo[c];
     const float is = invstd[c];
 
-    // Vector accumulators: VEC independent partial sums per work-item, added in a fixed order.
-    floatv sum_dy = (floatv) 0.0f;
-    floatv sum_dyx = (floatv) 0.0f;
-    float tail_dy = 0.0f;
-    float tail_dyx = 0.0f;
-    const int u_end = min((g + 1) * units_per_group, units);
-    for (int u = g * units_per_group; u < u_end; u++) {
-        const int o = u / segs;
-        const int start = (u - o * segs) * seg_len;
-        const int end = min(start + seg_len, inner);
-        const int base = (o * channels + c) * inner;
-        const int vecs = (end - start) / VEC;
-        for (int k = lid; k < vecs; k += lsize) {
-            const int at = base + start + k * VEC;
-            const floatv d = vloadv(0, dy + at);
-            sum_dy += d;
-            sum_dyx += d * (((vloadv(0, x + at) - h) - l) * is);
-        }
-        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float d = dy[base + t];
-            tail_dy += d;
-            tail_dyx += d * (((x[base + t] - h) - l) * is);
-        }
-    }
-    float2 s = local_sum2((float2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx), l_a, l_b, 0);
+    const float2 mine = rows_grad_sums(x, dy, channels, inner, c, g * units_per_group,
+                                       min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, h, l, is);
+    float2 s = local_sum2(mine, l_a, l_b, 0);
     if (lid == 0) {
         part_db[c * groups + g] = s.x;
         part_dg[c * groups + g] = s.y;
@@ -169,23 +199,8 @@ __kernel void bn_dx_rows(__global const float* x, __global const float* dy, __gl
     const float scale = gamma[c] * is;
     const float db = dbeta[c] * inv_m;
     const float dg = dgamma[c] * inv_m;
-    const int u_end = min((g + 1) * units_per_group, units);
-    for (int u = g * units_per_group; u < u_end; u++) {
-        const int o = u / segs;
-        const int start = (u - o * segs) * seg_len;
-        const int end = min(start + seg_len, inner);
-        const int base = (o * channels + c) * inner;
-        const int vecs = (end - start) / VEC;
-        for (int k = lid; k < vecs; k += lsize) {
-            const int at = base + start + k * VEC;
-            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            vstorev(scale * (vloadv(0, dy + at) - db - xhat * dg), 0, dx + at);
-        }
-        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((x[base + t] - h) - l) * is;
-            dx[base + t] = scale * (dy[base + t] - db - xhat * dg);
-        }
-    }
+    dx_rows(x, dy, dx, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
+            seg_len, lid, lsize, h, l, is, scale, db, dg);
 }
 
 __kernel void bn_dx_cols(__global const float* x, __global const float* dy, __global float* dx,

@@ -13,6 +13,29 @@ inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
     return from_running ? 0.0f : mean_lo[c];
 }
 
+// y = ga * (((x - h) - l) * is) + be over this work-item's share of units [u_begin, u_end) of
+// channel c (same decomposition as rows_moments).
+inline void affine_rows(__global const float* x, __global float* y, int channels, int inner, int c,
+                        int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
+                        float h, float l, float is, float ga, float be) {
+    for (int u = u_begin; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        const int base = (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        for (int k = lid; k < vecs; k += lsize) {
+            const int at = base + start + k * VEC;
+            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
+            vstorev(ga * xhat + be, 0, y + at);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            const float xhat = ((x[base + t] - h) - l) * is;
+            y[base + t] = ga * xhat + be;
+        }
+    }
+}
+
 // ROWS traversal with the same work decomposition as bn_stats_rows.
 __kernel void bn_affine_rows(__global const float* x, __global float* y, const int channels, const int inner,
                              const int segs, const int seg_len, const int units, const int units_per_group,
@@ -30,23 +53,8 @@ __kernel void bn_affine_rows(__global const float* x, __global float* y, const i
     const float ga = gamma[c];
     const float be = beta[c];
 
-    const int u_end = min((g + 1) * units_per_group, units);
-    for (int u = g * units_per_group; u < u_end; u++) {
-        const int o = u / segs;
-        const int start = (u - o * segs) * seg_len;
-        const int end = min(start + seg_len, inner);
-        const int base = (o * channels + c) * inner;
-        const int vecs = (end - start) / VEC;
-        for (int k = lid; k < vecs; k += lsize) {
-            const int at = base + start + k * VEC;
-            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            vstorev(ga * xhat + be, 0, y + at);
-        }
-        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((x[base + t] - h) - l) * is;
-            y[base + t] = ga * xhat + be;
-        }
-    }
+    affine_rows(x, y, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
+                seg_len, lid, lsize, h, l, is, ga, be);
 }
 
 // COLS traversal: grid (column items, row groups * LY), local (LX, LY).

@@ -2,29 +2,16 @@
 // work-group to finish merges them per channel, saves the statistics for normalize/backward and
 // updates the running statistics.
 
-// Merges channel c's partials in index order and finishes the statistics:
+// Finishes channel c's statistics from its merged moments (of (x - shift) * STATS_SCALE):
 //  - the mean is saved as a float pair (hi + lo) so that (x - hi) - lo keeps float precision
 //    even when |mean| >> std; invstd = 1/sqrt(var + eps) with the biased variance;
 //  - running statistics, PyTorch's convention: running = (1 - factor)*running + factor*batch, the
 //    running variance fed the unbiased variance m/(m-1). A channel whose statistics are not finite
 //    (NaN/Inf input, or a variance beyond float range) is left out and counted in skipped[c].
-inline void finalize_channel(int c, partial_layout pl, __global const float* x, int inner,
-                             volatile __global const float* part_n,
-                             volatile __global const float* part_mean,
-                             volatile __global const float* part_var,
-                             float eps, float factor, int update_running,
-                             __global float* save_mean, __global float* save_mean_lo,
-                             __global float* save_invstd, __global float* running_mean,
-                             __global float* running_var, __global int* skipped) {
-    moments acc = moments_empty();
-    for (int a = 0; a < pl.acount; a++) {
-        for (int b = 0; b < pl.bcount; b++) {
-            const int p = c * pl.cstride + a * pl.astride + b;
-            moments m = {part_n[p], part_mean[p], part_var[p]};
-            acc = moments_merge(acc, m);
-        }
-    }
-    const float shift = x[c * inner];
+inline void finish_channel(int c, moments acc, float shift, float eps, float factor, int update_running,
+                           __global float* save_mean, __global float* save_mean_lo,
+                           __global float* save_invstd, __global float* running_mean,
+                           __global float* running_var, __global int* skipped) {
     const float mean_dev = acc.mean * STATS_UNSCALE;
     const float mean_hi = shift + mean_dev;
     const float mean_lo = (shift - mean_hi) + mean_dev;   // what rounding mean_hi dropped
@@ -44,6 +31,27 @@ inline void finalize_channel(int c, partial_layout pl, __global const float* x, 
             skipped[c] += 1;
         }
     }
+}
+
+// Merges channel c's partials in index order and finishes its statistics.
+inline void finalize_channel(int c, partial_layout pl, __global const float* x, int inner,
+                             volatile __global const float* part_n,
+                             volatile __global const float* part_mean,
+                             volatile __global const float* part_var,
+                             float eps, float factor, int update_running,
+                             __global float* save_mean, __global float* save_mean_lo,
+                             __global float* save_invstd, __global float* running_mean,
+                             __global float* running_var, __global int* skipped) {
+    moments acc = moments_empty();
+    for (int a = 0; a < pl.acount; a++) {
+        for (int b = 0; b < pl.bcount; b++) {
+            const int p = c * pl.cstride + a * pl.astride + b;
+            moments m = {part_n[p], part_mean[p], part_var[p]};
+            acc = moments_merge(acc, m);
+        }
+    }
+    finish_channel(c, acc, x[c * inner], eps, factor, update_running, save_mean, save_mean_lo, save_invstd,
+                   running_mean, running_var, skipped);
 }
 
 // Local tree merge of one moments triple per work-item along local dimension `dim`; the local
@@ -72,6 +80,31 @@ inline moments local_merge(moments acc, __local float* l_n, __local float* l_mea
     return r;
 }
 
+// Moments of channel c over units [u_begin, u_end) of the ROWS decomposition, this work-item's
+// share: vectors lid, lid + lsize, ... of each unit's segment, then the scalar tail.
+inline moments rows_moments(__global const float* x, int channels, int inner, int c, int u_begin, int u_end,
+                            int segs, int seg_len, int lid, int lsize, float shift) {
+    moments acc = moments_empty();
+    for (int u = u_begin; u < u_end; u++) {
+        const int o = u / segs;
+        const int start = (u - o * segs) * seg_len;
+        const int end = min(start + seg_len, inner);
+        __global const float* row = x + (o * channels + c) * inner;
+        const int vecs = (end - start) / VEC;
+        int k = lid;
+        for (; k + (BV - 1) * lsize < vecs; k += BV * lsize) {
+            acc = moments_merge(acc, block_moments(row + start + k * VEC, lsize * VEC, shift));
+        }
+        for (; k < vecs; k += lsize) {
+            acc = moments_push_vec(acc, (vloadv(0, row + start + k * VEC) - shift) * STATS_SCALE);
+        }
+        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+            acc = moments_push(acc, (row[t] - shift) * STATS_SCALE);
+        }
+    }
+    return acc;
+}
+
 #define STATS_FINALIZE_ARGS                                                                   \
     const float eps, const float factor, const int update_running,                            \
     __global float* part_n, __global float* part_mean, __global float* part_var,              \
@@ -91,25 +124,8 @@ __kernel void bn_stats_rows(__global const float* x, const int channels, const i
     const int groups = get_num_groups(0);
     const float shift = x[c * inner];
 
-    moments acc = moments_empty();
-    const int u_end = min((g + 1) * units_per_group, units);
-    for (int u = g * units_per_group; u < u_end; u++) {
-        const int o = u / segs;
-        const int start = (u - o * segs) * seg_len;
-        const int end = min(start + seg_len, inner);
-        __global const float* row = x + (o * channels + c) * inner;
-        const int vecs = (end - start) / VEC;
-        int k = lid;
-        for (; k + (BV - 1) * lsize < vecs; k += BV * lsize) {
-            acc = moments_merge(acc, block_moments(row + start + k * VEC, lsize * VEC, shift));
-        }
-        for (; k < vecs; k += lsize) {
-            acc = moments_push_vec(acc, (vloadv(0, row + start + k * VEC) - shift) * STATS_SCALE);
-        }
-        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            acc = moments_push(acc, (row[t] - shift) * STATS_SCALE);
-        }
-    }
+    moments acc = rows_moments(x, channels, inner, c, g * units_per_group,
+                               min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, shift);
     acc = local_merge(acc, l_n, l_mean, l_var, 0);
     if (lid == 0) {
         const int p = c * groups + g;

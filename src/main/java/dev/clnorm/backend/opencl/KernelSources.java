@@ -11,7 +11,8 @@ public final class KernelSources {
     static final String RESOURCE_DIR = "/dev/clnorm/kernels/";
 
     /** Shared helpers first, then the kernel files, in the order the kernels depend on them. */
-    static final String[] BATCH_NORM_FILES = {"bn_common.cl", "bn_stats.cl", "bn_forward.cl", "bn_backward.cl"};
+    static final String[] BATCH_NORM_FILES = {"bn_common.cl", "bn_stats.cl", "bn_forward.cl", "bn_backward.cl",
+            "bn_fused.cl"};
 
     private KernelSources() {
     }

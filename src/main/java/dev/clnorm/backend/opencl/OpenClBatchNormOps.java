@@ -25,7 +25,11 @@ import java.util.Map;
  */
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
-            "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols"};
+            "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
+            "bn_backward_fused_rows"};
+
+    /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
+    static final long CPU_FUSE_BYTES = 1L << 20;
 
     private final OpenClBackend backend;
     private final Tuning tuning;
@@ -43,18 +47,22 @@ final class OpenClBatchNormOps implements BatchNormOps {
      * touch neighbouring addresses. CPUs (POCL): float8 (AVX) and one work-item per work-group, so
      * each work-group is a plain loop streaming one contiguous range and needs no barriers.
      */
-    record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups) {
+    record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups, long fuseBytes) {
         static Tuning of(DeviceInfo d, long[] maxItems) {
             int cus = Math.max(1, d.computeUnits());
             if (d.kind() == DeviceInfo.Kind.CPU) {
                 // Many work-groups per device: they balance the threads, and shorter sequential
                 // streams per work-item keep the statistics' rounding small.
-                return new Tuning(8, 1, 1, 1, cus * 32);
+                // A channel whose working set fits FUSE_BYTES (the L2 of current x86 server cores)
+                // is done by one work-group in one launch, its second pass served from cache.
+                return new Tuning(8, 1, 1, 1, cus * 32, CPU_FUSE_BYTES);
             }
             int wg = (int) Math.min(256, Math.min(d.maxWorkGroupSize(), maxItems[0]));
             wg = Integer.highestOneBit(Math.max(1, wg));
             int lx = Math.min(32, wg);
-            return new Tuning(4, wg, lx, Math.max(1, wg / lx), cus * 8);
+            // No fusion on GPUs: their L2 is shared by all compute units, so a channel read once
+            // is usually evicted before a second pass could reuse it.
+            return new Tuning(4, wg, lx, Math.max(1, wg / lx), cus * 8, 0);
         }
     }
 
@@ -134,6 +142,25 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     private boolean useRows(Geometry g) {
         return g.inner() >= (long) tuning.rowsLocal() * tuning.vec();
+    }
+
+    /**
+     * Whether one work-group per channel can do a whole pass: the device allows fusion, there are
+     * enough channels to keep every compute unit busy, and {@code arrays} float arrays of one
+     * channel fit the cache budget.
+     */
+    private boolean useFused(Geometry g, int arrays) {
+        return tuning.fuseBytes() > 0 && useRows(g)
+                && g.channels() >= 2L * Math.max(1, backend.info().computeUnits())
+                && g.valuesPerChannel() * 4L * arrays <= tuning.fuseBytes();
+    }
+
+    private long[] fusedGlobal(Geometry g) {
+        return new long[]{tuning.rowsLocal(), g.channels()};
+    }
+
+    private long[] fusedLocal() {
+        return new long[]{tuning.rowsLocal(), 1};
     }
 
     private RowsPlan rowsPlan(Geometry g, ClKernel kernel) {
@@ -233,7 +260,14 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 f(s.saveInvstd(), "save_invstd"), f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
                 OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped")};
         Object[] affine = {0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(), s.beta()};
-        if (useRows(g)) {
+        if (useFused(g, 1)) {
+            ClKernel fused = kernelsFor(1).get("bn_train_fused_rows");
+            long l = 4L * tuning.rowsLocal();
+            args(fused, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer()}, finalize, outputs,
+                    new Object[]{f(s.gamma(), "gamma"), f(s.beta(), "beta"), new LocalBytes(l), new LocalBytes(l),
+                            new LocalBytes(l)}));
+            fused.launch(fusedGlobal(g), fusedLocal());
+        } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1);
             ClKernel stats = k.get("bn_stats_rows");
             RowsPlan p = rowsPlan(g, stats);
@@ -303,7 +337,14 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 f(s.saveInvstd(), "save_invstd")};
         Object[] dxArgs = {(float) (1.0 / g.valuesPerChannel()), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
                 f(s.gamma(), "gamma"), db, dg};
-        if (useRows(g)) {
+        if (useFused(g, 2)) {
+            ClKernel fused = kernelsFor(1).get("bn_backward_fused_rows");
+            long l = 4L * tuning.rowsLocal();
+            args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(),
+                    (float) (1.0 / g.valuesPerChannel()), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
+                    f(s.gamma(), "gamma"), db, dg, new LocalBytes(l), new LocalBytes(l)}));
+            fused.launch(fusedGlobal(g), fusedLocal());
+        } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1);
             ClKernel grad = k.get("bn_grad_rows");
             RowsPlan p = rowsPlan(g, grad);
