@@ -8,4 +8,6 @@ public final class ResourceCounters {
     public final AtomicLong liveKernels = new AtomicLong();
     public final AtomicLong transfers = new AtomicLong();
     public final AtomicLong launches = new AtomicLong();
+    /** clSetKernelArg calls (OpenCL): repeated bindings are skipped, so a steady loop adds none. */
+    public final AtomicLong argumentSets = new AtomicLong();
 }

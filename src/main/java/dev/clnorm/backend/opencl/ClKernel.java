@@ -6,6 +6,7 @@ import org.jocl.CL;
 import org.jocl.Pointer;
 import org.jocl.Sizeof;
 import org.jocl.cl_kernel;
+import org.jocl.cl_mem;
 
 /**
  * One cl_kernel with one owner. Arguments are set through this object and kernels are never
@@ -20,6 +21,12 @@ public final class ClKernel implements AutoCloseable {
     private final String name;
     private final long maxWorkGroupSize;
     private cl_kernel kernel;
+    /**
+     * What each argument index is bound to now (a cl_mem, a boxed int or float, or a local size),
+     * so that a repeated binding skips clSetKernelArg: a training loop that reuses its tensors sets
+     * each argument once.
+     */
+    private Object[] bound = new Object[16];
 
     ClKernel(OpenClBackend backend, cl_kernel kernel, String name, long maxWorkGroupSize) {
         this.backend = backend;
@@ -48,28 +55,60 @@ public final class ClKernel implements AutoCloseable {
     public ClKernel arg(int index, DeviceBuffer buffer) {
         ClBuffer b = OpenClBackend.cast(backend, buffer, buffer == null ? ElementType.FLOAT32 : buffer.type(),
                 "kernel " + name + " argument " + index);
-        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_mem, Pointer.to(b.mem())), index);
+        cl_mem mem = b.mem();
+        if (isBound(index, mem)) {
+            return this;
+        }
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_mem, Pointer.to(mem)), index, mem);
         return this;
     }
 
     public ClKernel arg(int index, int value) {
-        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_int, Pointer.to(new int[]{value})), index);
+        if (isBound(index, value)) {
+            return this;
+        }
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_int, Pointer.to(new int[]{value})), index, value);
         return this;
     }
 
     public ClKernel arg(int index, float value) {
-        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_float, Pointer.to(new float[]{value})), index);
+        if (isBound(index, value)) {
+            return this;
+        }
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_float, Pointer.to(new float[]{value})), index, value);
         return this;
     }
 
     /** A __local array of {@code bytes} bytes. */
     public ClKernel localArg(int index, long bytes) {
-        check(CL.clSetKernelArg(handle(), index, bytes, null), index);
+        LocalSize size = new LocalSize(bytes);
+        if (isBound(index, size)) {
+            return this;
+        }
+        check(CL.clSetKernelArg(handle(), index, bytes, null), index, size);
         return this;
     }
 
-    private void check(int code, int index) {
+    private record LocalSize(long bytes) {
+    }
+
+    /** True when index already holds this value: the same cl_mem object, or an equal number or size. */
+    private boolean isBound(int index, Object value) {
+        handle();
+        if (index < 0 || index >= bound.length) {
+            return false;
+        }
+        Object now = bound[index];
+        return value instanceof cl_mem ? now == value : value.equals(now);
+    }
+
+    private void check(int code, int index, Object value) {
         ClException.check(code, "clSetKernelArg(" + index + ")", name, backend.info().name());
+        backend.counters().argumentSets.incrementAndGet();
+        if (index >= bound.length) {
+            bound = java.util.Arrays.copyOf(bound, Math.max(index + 1, bound.length * 2));
+        }
+        bound[index] = value;
     }
 
     /** Enqueues without waiting; global sizes must already be multiples of the local sizes. */
@@ -88,6 +127,7 @@ public final class ClKernel implements AutoCloseable {
         }
         cl_kernel k = kernel;
         kernel = null;
+        bound = new Object[0];
         CL.clReleaseKernel(k);
         backend.counters().liveKernels.decrementAndGet();
     }

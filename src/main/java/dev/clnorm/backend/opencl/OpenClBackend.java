@@ -332,6 +332,11 @@ public final class OpenClBackend implements Backend {
         return counters.liveKernels.get();
     }
 
+    /** clSetKernelArg calls so far; a training loop reusing its tensors adds none after its first step. */
+    public long kernelArgumentSets() {
+        return counters.argumentSets.get();
+    }
+
     @Override
     public long kernelLaunches() {
         return counters.launches.get();
