@@ -10,30 +10,41 @@ import java.util.function.IntConsumer;
 import java.util.stream.IntStream;
 
 /**
- * Batch norm on the Java backend, parallel over all cores.
+ * Batch norm on the Java backend, parallel over all cores; the inner loops are {@link RowKernels}
+ * (SIMD through the Vector API when available).
  *
- * <p>Two traversals, picked by the layout's inner extent, both streaming memory in order:
+ * <p>Three traversals, all streaming memory in order:
  * <ul>
- *   <li><b>rows</b> (inner &gt;= {@value #COLS_MAX_INNER}, NCHW-like): the flat tensor is cut into
- *       fixed blocks; each block walks its contiguous row segments, one channel per segment;</li>
- *   <li><b>cols</b> (small inner, channels-last and (N,C)): each block is a range of outer rows and
- *       keeps one accumulator per column (channel x inner position), so the inner loops run over
- *       contiguous columns and vectorise.</li>
+ *   <li><b>fused</b> (NCHW-like, enough channels, a channel's data within {@link #FUSE_BYTES}): one
+ *       task per channel does both passes back to back, the second served from cache;</li>
+ *   <li><b>rows</b> (inner &gt;= {@value #COLS_MAX_INNER}): the flat tensor is cut into fixed blocks;
+ *       each block walks its contiguous row segments, one channel per segment;</li>
+ *   <li><b>cols</b> (small inner: channels-last, (N,C)): each block is a range of outer rows with
+ *       one accumulator per column (channel x inner position).</li>
  * </ul>
- * The partition depends only on the geometry, never on the thread count, and block partials are
- * merged per channel in block order, so results are identical on every machine.
+ * Partitions depend only on the geometry, never on the thread count, and partials are merged in a
+ * fixed order, so results are identical on every machine.
  *
- * <p>Statistics: sums of (x - shift) and (x - shift)^2 in double per block, shift = the channel's
- * first value; blocks merged with Chan's formula. The mean is kept as a float pair (hi + lo) like
- * the OpenCL kernels, so both backends normalise the same way.
+ * <p>Statistics: runs of at most {@value #RUN} values give (sum of x - shift, sum of squared
+ * deviations from the run's mean) in two passes, shift = the channel's first value; runs merge
+ * with Chan's formula in double. The mean is kept as a float pair (hi + lo) like the OpenCL
+ * kernels, so both backends normalise the same way.
  */
 final class JavaBatchNormOps implements BatchNormOps {
     /** Inner extents below this use the column traversal. */
     static final int COLS_MAX_INNER = 16;
-    /** Elements per block: large enough to amortise task overhead, small enough to balance cores. */
+    /** Elements per block of the rows traversal, and the cols traversal's target per block. */
     private static final int BLOCK = 1 << 16;
+    /** Longest run summed in float lanes before merging in double: bounds float rounding. */
+    static final int RUN = 4096;
+    /** Rows per float sub-block in the cols traversal, for the same reason. */
+    private static final int COL_RUN = 64;
     /** Upper bound on blocks x accumulators, which bounds the partials' memory. */
     private static final long MAX_PARTIALS = 1L << 22;
+    /** A channel's working set that stays in a core's cache between two passes (L2 of x86 server cores). */
+    static final long FUSE_BYTES = 1L << 20;
+
+    private static final RowKernels KERNELS = RowKernels.best();
 
     private final JavaBackend backend;
     private boolean closed;
@@ -42,6 +53,13 @@ final class JavaBatchNormOps implements BatchNormOps {
         this.backend = backend;
         backend.counters().liveKernels.incrementAndGet();
     }
+
+    /** Which inner loops run: "vector" (Vector API) or "scalar". */
+    static String kernelKind() {
+        return KERNELS instanceof ScalarRowKernels ? "scalar" : "vector";
+    }
+
+    // ------------------------------------------------------------------ partition
 
     /** How the tensor is cut into blocks. */
     private record Plan(boolean cols, int blocks, long blockSize, int accumulators) {
@@ -59,6 +77,14 @@ final class JavaBatchNormOps implements BatchNormOps {
             return new Plan(false, (int) blocks, (total + blocks - 1) / blocks, g.channels());
         }
 
+        long from(int b, Geometry g) {
+            return Math.min(b * blockSize, cols ? g.outer() : g.elements());
+        }
+
+        long to(int b, Geometry g) {
+            return Math.min((b + 1) * blockSize, cols ? g.outer() : g.elements());
+        }
+
         /** Channel of accumulator a. */
         int channelOf(int a, Geometry g) {
             return cols ? a / g.inner() : a;
@@ -71,27 +97,35 @@ final class JavaBatchNormOps implements BatchNormOps {
         void run(int channel, int start, int end);
     }
 
-    /** Row segments of flat range [from, to) in rows traversal. */
+    /** Row segments of flat range [from, to), cut to at most RUN values each. */
     private static void segments(Geometry g, long from, long to, Segment body) {
         int inner = g.inner();
         int c = g.channels();
         long e = from;
         while (e < to) {
             long row = e / inner;
-            long end = Math.min((row + 1) * inner, to);
+            long end = Math.min(Math.min((row + 1) * inner, to), e + RUN);
             body.run((int) (row % c), (int) e, (int) end);
             e = end;
         }
     }
 
-    /** Runs block b of the plan for each b, on the pool; one launch as far as the counters go. */
-    private void parallel(Plan plan, IntConsumer block) {
+    private void parallel(int tasks, IntConsumer task) {
         backend.counters().launches.incrementAndGet();
-        if (plan.blocks() == 1) {
-            block.accept(0);
+        if (tasks == 1) {
+            task.accept(0);
             return;
         }
-        backend.pool().submit(() -> IntStream.range(0, plan.blocks()).parallel().forEach(block)).join();
+        backend.pool().submit(() -> IntStream.range(0, tasks).parallel().forEach(task)).join();
+    }
+
+    /**
+     * One task per channel with both passes back to back: rows traversal, enough channels for every
+     * core, and {@code arrays} float arrays of one channel within {@link #FUSE_BYTES}.
+     */
+    private boolean fusable(Geometry g, int arrays) {
+        return g.inner() >= COLS_MAX_INNER && g.channels() >= 2L * backend.pool().getParallelism()
+                && g.valuesPerChannel() * 4L * arrays <= FUSE_BYTES;
     }
 
     private void check() {
@@ -105,89 +139,87 @@ final class JavaBatchNormOps implements BatchNormOps {
         return JavaBackend.cast(backend, b, ElementType.FLOAT32, what).floats();
     }
 
-    // ------------------------------------------------------------------ reductions
+    // ------------------------------------------------------------------ moments in double
 
-    /** Adds sum(x - k) and sum((x - k)^2) over x[from, to) into s1[a], s2[a]; four accumulators for ILP. */
-    private static void shiftedSums(float[] x, int from, int to, double k, double[] s1, double[] s2, int a) {
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
-        int e = from;
-        for (; e + 3 < to; e += 4) {
-            double d0 = x[e] - k;
-            double d1 = x[e + 1] - k;
-            double d2 = x[e + 2] - k;
-            double d3 = x[e + 3] - k;
-            a0 += d0;
-            a1 += d1;
-            a2 += d2;
-            a3 += d3;
-            q0 += d0 * d0;
-            q1 += d1 * d1;
-            q2 += d2 * d2;
-            q3 += d3 * d3;
+    /** Chan's merge of (nb, mb, m2b) into slot `at` of the (n, mean, m2) arrays. */
+    private static void merge(double[] n, double[] mean, double[] m2, int at, double nb, double mb, double m2b) {
+        if (nb == 0) {
+            return;
         }
-        for (; e < to; e++) {
-            double d = x[e] - k;
-            a0 += d;
-            q0 += d * d;
-        }
-        s1[a] += (a0 + a1) + (a2 + a3);
-        s2[a] += (q0 + q1) + (q2 + q3);
+        double total = n[at] + nb;
+        double delta = mb - mean[at];
+        double wb = nb / total;
+        mean[at] += delta * wb;
+        m2[at] += m2b + delta * delta * n[at] * wb;
+        n[at] = total;
     }
 
-    /** Adds sum(dy) and sum(dy * xhat) over [from, to) into sb[a], sg[a]. */
-    private static void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is,
-                                 double[] sb, double[] sg, int a) {
-        double b0 = 0, b1 = 0, g0 = 0, g1 = 0;
-        int e = from;
-        for (; e + 1 < to; e += 2) {
-            float xh0 = ((x[e] - h) - l) * is;
-            float xh1 = ((x[e + 1] - h) - l) * is;
-            b0 += dy[e];
-            b1 += dy[e + 1];
-            g0 += (double) dy[e] * xh0;
-            g1 += (double) dy[e + 1] * xh1;
-        }
-        for (; e < to; e++) {
-            float xh = ((x[e] - h) - l) * is;
-            b0 += dy[e];
-            g0 += (double) dy[e] * xh;
-        }
-        sb[a] += b0 + b1;
-        sg[a] += g0 + g1;
+    /** Moments of channel values x[start, end) merged into slot `at`; scratch holds two doubles. */
+    private static void mergeRun(float[] x, int start, int end, float shift, double[] scratch, double[] n,
+                                 double[] mean, double[] m2, int at) {
+        KERNELS.moments(x, start, end, shift, scratch);
+        double len = end - start;
+        merge(n, mean, m2, at, len, scratch[0] / len, scratch[1]);
     }
 
-    /** Block partials: s1/s2 hold [block * accumulators + a]. */
-    private void reduce(Geometry g, Plan plan, double[] s1, double[] s2, RowsBody rows, ColsBody cols) {
-        int acc = plan.accumulators();
-        parallel(plan, b -> {
-            int base = b * acc;
-            if (plan.cols()) {
-                long o0 = b * plan.blockSize();
-                long o1 = Math.min(g.outer(), o0 + plan.blockSize());
-                for (long o = o0; o < o1; o++) {
-                    cols.run((int) (o * acc), base);
-                }
+    /**
+     * Saves channel c's statistics from merged (count, mean of x - shift, M2), and folds them into
+     * the running statistics (PyTorch's convention, unbiased variance) unless they are not finite,
+     * in which case the skip is counted.
+     */
+    private static void finishChannel(int c, double count, double meanDev, double m2, float shift, float eps,
+                                      float factor, boolean updateRunning, BatchNormArrays a) {
+        double var = Math.max(m2 / count, 0);
+        double fullMean = shift + meanDev;
+        float hi = (float) fullMean;
+        a.mean[c] = hi;
+        a.meanLo[c] = (float) (fullMean - hi);
+        a.invstd[c] = (float) (1.0 / Math.sqrt(var + eps));
+        if (updateRunning) {
+            float unbiased = (float) Math.max(m2 / (count - 1), 0);
+            if (Float.isFinite(hi) && Float.isFinite(unbiased)) {
+                a.rm[c] = (1.0f - factor) * a.rm[c] + factor * hi;
+                a.rv[c] = (1.0f - factor) * a.rv[c] + factor * unbiased;
             } else {
-                long from = b * plan.blockSize();
-                long to = Math.min(g.elements(), from + plan.blockSize());
-                segments(g, from, to, (c, start, end) -> rows.run(c, start, end, base + c));
+                a.skipped[c] += 1;
             }
-        });
+        }
     }
 
-    @FunctionalInterface
-    private interface RowsBody {
-        void run(int channel, int start, int end, int accumulator);
+    /** The layer's buffers as arrays. */
+    private final class BatchNormArrays {
+        final float[] mean;
+        final float[] meanLo;
+        final float[] invstd;
+        final float[] rm;
+        final float[] rv;
+        final int[] skipped;
+        final float[] gamma;
+        final float[] beta;
+
+        BatchNormArrays(BatchNormBuffers s) {
+            mean = f(s.saveMean(), "save_mean");
+            meanLo = f(s.saveMeanLo(), "save_mean_lo");
+            invstd = f(s.saveInvstd(), "save_invstd");
+            rm = f(s.runningMean(), "running_mean");
+            rv = f(s.runningVar(), "running_var");
+            skipped = JavaBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped").ints();
+            gamma = f(s.gamma(), "gamma");
+            beta = f(s.beta(), "beta");
+        }
     }
 
-    /** One outer row in cols traversal: row's flat start, partial base index. */
-    @FunctionalInterface
-    private interface ColsBody {
-        void run(int rowStart, int base);
+    /** Per-column copies of per-channel values, for the cols traversal. */
+    private static float[] perColumn(float[] perChannel, Geometry g) {
+        int inner = g.inner();
+        float[] out = new float[g.channels() * inner];
+        for (int j = 0; j < out.length; j++) {
+            out[j] = perChannel[j / inner];
+        }
+        return out;
     }
 
-    // ------------------------------------------------------------------ forward
+    // ------------------------------------------------------------------ training forward
 
     @Override
     public void trainingForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
@@ -196,185 +228,123 @@ final class JavaBatchNormOps implements BatchNormOps {
         Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
         float[] y = f(yb, "y");
+        BatchNormArrays a = new BatchNormArrays(s);
         int nc = g.channels();
         int inner = g.inner();
-        Plan plan = Plan.of(g);
-        int acc = plan.accumulators();
-        double[] shift = new double[nc];
+        float[] shift = new float[nc];
         for (int c = 0; c < nc; c++) {
             shift[c] = x[c * inner];
         }
-        double[] colShift = new double[acc];
-        for (int a = 0; a < acc; a++) {
-            colShift[a] = shift[plan.channelOf(a, g)];
-        }
 
-        double[] s1 = new double[plan.blocks() * acc];
-        double[] s2 = new double[s1.length];
-        reduce(g, plan, s1, s2,
-                (c, start, end, a) -> shiftedSums(x, start, end, shift[c], s1, s2, a),
-                (rowStart, base) -> {
-                    for (int j = 0; j < acc; j++) {
-                        double d = x[rowStart + j] - colShift[j];
-                        s1[base + j] += d;
-                        s2[base + j] += d * d;
+        if (fusable(g, 1)) {
+            int rowStride = nc * inner;
+            parallel(nc, c -> {
+                double[] n = new double[1];
+                double[] mean = new double[1];
+                double[] m2 = new double[1];
+                double[] scratch = new double[2];
+                for (int o = 0; o < g.outer(); o++) {
+                    int start = o * rowStride + c * inner;
+                    for (int e = start; e < start + inner; e += RUN) {
+                        mergeRun(x, e, Math.min(start + inner, e + RUN), shift[c], scratch, n, mean, m2, 0);
                     }
-                });
-
-        float[] mean = f(s.saveMean(), "save_mean");
-        float[] meanLo = f(s.saveMeanLo(), "save_mean_lo");
-        float[] invstd = f(s.saveInvstd(), "save_invstd");
-        float[] rm = f(s.runningMean(), "running_mean");
-        float[] rv = f(s.runningVar(), "running_var");
-        int[] skipped = JavaBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped").ints();
-        // Values per accumulator of one block; the last block may hold fewer.
-        for (int c = 0; c < nc; c++) {
-            double count = 0;
-            double m = 0;
-            double m2 = 0;
-            for (int b = 0; b < plan.blocks(); b++) {
-                int perAcc = plan.cols() ? inner : 1;
-                for (int i = 0; i < perAcc; i++) {
-                    int a = plan.cols() ? c * inner + i : c;
-                    double nb = blockCount(g, plan, b, a);
-                    if (nb == 0) {
-                        continue;
-                    }
-                    int at = b * acc + a;
-                    double mb = s1[at] / nb;
-                    double m2b = Math.max(s2[at] - s1[at] * mb, 0);
-                    double total = count + nb;
-                    double delta = mb - m;
-                    m += delta * (nb / total);
-                    m2 += m2b + delta * delta * count * (nb / total);
-                    count = total;
                 }
-            }
-            double var = Math.max(m2 / count, 0);
-            double fullMean = shift[c] + m;
-            float hi = (float) fullMean;
-            mean[c] = hi;
-            meanLo[c] = (float) (fullMean - hi);
-            invstd[c] = (float) (1.0 / Math.sqrt(var + eps));
-            if (updateRunning) {
-                float unbiased = (float) Math.max(m2 / (count - 1), 0);
-                if (Float.isFinite(hi) && Float.isFinite(unbiased)) {
-                    rm[c] = (1.0f - factor) * rm[c] + factor * hi;
-                    rv[c] = (1.0f - factor) * rv[c] + factor * unbiased;
-                } else {
-                    skipped[c] += 1;
-                }
-            }
-        }
-
-        float[] gamma = f(s.gamma(), "gamma");
-        float[] beta = f(s.beta(), "beta");
-        elementwise(g, plan, mean, meanLo, invstd, gamma, beta,
-                (h, l, is, ga, be, start, end) -> {
-                    for (int e = start; e < end; e++) {
-                        float xhat = ((x[e] - h) - l) * is;
-                        y[e] = ga * xhat + be;
-                    }
-                },
-                (cols, rowStart) -> {
-                    for (int j = 0; j < acc; j++) {
-                        float xhat = ((x[rowStart + j] - cols[0][j]) - cols[1][j]) * cols[2][j];
-                        y[rowStart + j] = cols[3][j] * xhat + cols[4][j];
-                    }
-                });
-    }
-
-    /** Number of values accumulator a of block b summed. */
-    private static double blockCount(Geometry g, Plan plan, int b, int a) {
-        if (plan.cols()) {
-            long o0 = b * plan.blockSize();
-            long o1 = Math.min(g.outer(), o0 + plan.blockSize());
-            return Math.max(0, o1 - o0);
-        }
-        // Rows traversal: values of channel a inside flat range [from, to).
-        long from = b * plan.blockSize();
-        long to = Math.min(g.elements(), from + plan.blockSize());
-        return channelValuesBefore(g, a, to) - channelValuesBefore(g, a, from);
-    }
-
-    /** How many values of channel c lie at flat indices below e. */
-    private static long channelValuesBefore(Geometry g, int c, long e) {
-        long inner = g.inner();
-        long rowLen = inner * g.channels();
-        long full = e / rowLen;            // complete outer rows
-        long rest = e - full * rowLen;     // position inside the next outer row
-        long inChannel = Math.min(Math.max(rest - c * inner, 0), inner);
-        return full * inner + inChannel;
-    }
-
-    @FunctionalInterface
-    private interface RowsMap {
-        void run(float h, float l, float is, float ga, float be, int start, int end);
-    }
-
-    @FunctionalInterface
-    private interface ColsMap {
-        void run(float[][] columnParams, int rowStart);
-    }
-
-    /**
-     * Elementwise pass with five per-channel parameters; in cols traversal they are first spread to
-     * one value per column so the inner loop is a plain vectorisable array loop.
-     */
-    private void elementwise(Geometry g, Plan plan, float[] p0, float[] p1, float[] p2, float[] p3, float[] p4,
-                             RowsMap rows, ColsMap cols) {
-        if (plan.cols()) {
-            int acc = plan.accumulators();
-            float[][] colParams = new float[5][acc];
-            float[][] src = {p0, p1, p2, p3, p4};
-            for (int a = 0; a < acc; a++) {
-                int c = plan.channelOf(a, g);
-                for (int k = 0; k < 5; k++) {
-                    colParams[k][a] = src[k][c];
-                }
-            }
-            parallel(plan, b -> {
-                long o0 = b * plan.blockSize();
-                long o1 = Math.min(g.outer(), o0 + plan.blockSize());
-                for (long o = o0; o < o1; o++) {
-                    cols.run(colParams, (int) (o * acc));
+                finishChannel(c, n[0], mean[0], m2[0], shift[c], eps, factor, updateRunning, a);
+                for (int o = 0; o < g.outer(); o++) {
+                    int start = o * rowStride + c * inner;
+                    KERNELS.affine(x, y, start, start + inner, a.mean[c], a.meanLo[c], a.invstd[c], a.gamma[c],
+                            a.beta[c]);
                 }
             });
             return;
         }
-        parallel(plan, b -> {
-            long from = b * plan.blockSize();
-            long to = Math.min(g.elements(), from + plan.blockSize());
-            segments(g, from, to, (c, start, end) -> rows.run(p0[c], p1[c], p2[c], p3[c], p4[c], start, end));
-        });
+
+        Plan plan = Plan.of(g);
+        int acc = plan.accumulators();
+        double[] n = new double[plan.blocks() * acc];
+        double[] mean = new double[n.length];
+        double[] m2 = new double[n.length];
+        if (plan.cols()) {
+            float[] colShift = perColumn(shift, g);
+            parallel(plan.blocks(), b -> {
+                float[] sum = new float[acc];
+                float[] bm = new float[acc];
+                float[] sq = new float[acc];
+                int base = b * acc;
+                for (long o = plan.from(b, g); o < plan.to(b, g); o += COL_RUN) {
+                    int rows = (int) Math.min(COL_RUN, plan.to(b, g) - o);
+                    KERNELS.columnMoments(x, (int) (o * acc), rows, acc, acc, colShift, sum, bm, sq);
+                    for (int j = 0; j < acc; j++) {
+                        double exact = sum[j] / (double) rows;
+                        double off = exact - bm[j];  // correction for the float-rounded block mean
+                        double blockM2 = Math.max(sq[j] * RowKernels.SQ_UNSCALE - rows * off * off, 0);
+                        merge(n, mean, m2, base + j, rows, exact, blockM2);
+                    }
+                }
+            });
+        } else {
+            parallel(plan.blocks(), b -> {
+                double[] scratch = new double[2];
+                int base = b * acc;
+                segments(g, plan.from(b, g), plan.to(b, g),
+                        (c, start, end) -> mergeRun(x, start, end, shift[c], scratch, n, mean, m2, base + c));
+            });
+        }
+        double[] cn = new double[1];
+        double[] cm = new double[1];
+        double[] cm2 = new double[1];
+        for (int c = 0; c < nc; c++) {
+            cn[0] = 0;
+            cm[0] = 0;
+            cm2[0] = 0;
+            int perChannel = plan.cols() ? inner : 1;
+            for (int b = 0; b < plan.blocks(); b++) {
+                for (int i = 0; i < perChannel; i++) {
+                    int at = b * acc + (plan.cols() ? c * inner + i : c);
+                    // Column partials of the cols traversal are relative to the same channel shift.
+                    merge(cn, cm, cm2, 0, n[at], mean[at], m2[at]);
+                }
+            }
+            finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, factor, updateRunning, a);
+        }
+        affine(g, plan, x, y, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
     }
+
+    /** The elementwise affine pass over a whole tensor in the plan's traversal. */
+    private void affine(Geometry g, Plan plan, float[] x, float[] y, float[] h, float[] l, float[] is, float[] ga,
+                        float[] be) {
+        if (plan.cols()) {
+            int acc = plan.accumulators();
+            float[] ch = perColumn(h, g);
+            float[] cl = perColumn(l, g);
+            float[] cis = perColumn(is, g);
+            float[] cga = perColumn(ga, g);
+            float[] cbe = perColumn(be, g);
+            parallel(plan.blocks(), b -> {
+                for (long o = plan.from(b, g); o < plan.to(b, g); o++) {
+                    KERNELS.affineColumns(x, y, (int) (o * acc), acc, ch, cl, cis, cga, cbe);
+                }
+            });
+            return;
+        }
+        parallel(plan.blocks(), b -> segments(g, plan.from(b, g), plan.to(b, g),
+                (c, start, end) -> KERNELS.affine(x, y, start, end, h[c], l[c], is[c], ga[c], be[c])));
+    }
+
+    // ------------------------------------------------------------------ inference
 
     @Override
     public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps) {
         check();
         Geometry g = geometry.canonical();
-        float[] x = f(xb, "x");
-        float[] y = f(yb, "y");
-        float[] rm = f(s.runningMean(), "running_mean");
         float[] rv = f(s.runningVar(), "running_var");
         int nc = g.channels();
         float[] inv = new float[nc];
         for (int c = 0; c < nc; c++) {
             inv[c] = (float) (1.0 / Math.sqrt(rv[c] + eps));
         }
-        Plan plan = Plan.of(g);
-        int acc = plan.accumulators();
-        elementwise(g, plan, rm, new float[nc], inv, f(s.gamma(), "gamma"), f(s.beta(), "beta"),
-                (mu, unused, is, ga, be, start, end) -> {
-                    for (int e = start; e < end; e++) {
-                        y[e] = ga * ((x[e] - mu) * is) + be;
-                    }
-                },
-                (cols, rowStart) -> {
-                    for (int j = 0; j < acc; j++) {
-                        y[rowStart + j] = cols[3][j] * ((x[rowStart + j] - cols[0][j]) * cols[2][j]) + cols[4][j];
-                    }
-                });
+        affine(g, Plan.of(g), f(xb, "x"), f(yb, "y"), f(s.runningMean(), "running_mean"), new float[nc], inv,
+                f(s.gamma(), "gamma"), f(s.beta(), "beta"));
     }
 
     // ------------------------------------------------------------------ backward
@@ -387,89 +357,109 @@ final class JavaBatchNormOps implements BatchNormOps {
         float[] x = f(xb, "x");
         float[] dy = f(dyb, "dy");
         float[] dx = f(dxb, "dx");
-        float[] mean = f(s.saveMean(), "save_mean");
-        float[] meanLo = f(s.saveMeanLo(), "save_mean_lo");
-        float[] invstd = f(s.saveInvstd(), "save_invstd");
+        float[] h = f(s.saveMean(), "save_mean");
+        float[] l = f(s.saveMeanLo(), "save_mean_lo");
+        float[] is = f(s.saveInvstd(), "save_invstd");
         float[] gamma = f(s.gamma(), "gamma");
         float[] dgamma = f(dgammab, "dgamma");
         float[] dbeta = f(dbetab, "dbeta");
         int nc = g.channels();
+        int inner = g.inner();
+        float invM = (float) (1.0 / g.valuesPerChannel());
+
+        if (fusable(g, 2)) {
+            int rowStride = nc * inner;
+            parallel(nc, c -> {
+                double[] sums = new double[2];
+                for (int o = 0; o < g.outer(); o++) {
+                    int start = o * rowStride + c * inner;
+                    KERNELS.gradSums(x, dy, start, start + inner, h[c], l[c], is[c], sums);
+                }
+                dbeta[c] = (float) sums[0];
+                dgamma[c] = (float) sums[1];
+                float scale = gamma[c] * is[c];
+                float db = dbeta[c] * invM;
+                float dg = dgamma[c] * invM;
+                for (int o = 0; o < g.outer(); o++) {
+                    int start = o * rowStride + c * inner;
+                    KERNELS.dx(x, dy, dx, start, start + inner, h[c], l[c], is[c], scale, db, dg);
+                }
+            });
+            return;
+        }
+
         Plan plan = Plan.of(g);
         int acc = plan.accumulators();
-
-        float[][] colStats = new float[3][acc];
-        for (int a = 0; a < acc; a++) {
-            int c = plan.channelOf(a, g);
-            colStats[0][a] = mean[c];
-            colStats[1][a] = meanLo[c];
-            colStats[2][a] = invstd[c];
-        }
         double[] sb = new double[plan.blocks() * acc];
         double[] sg = new double[sb.length];
-        reduce(g, plan, sb, sg,
-                (c, start, end, a) -> gradSums(x, dy, start, end, mean[c], meanLo[c], invstd[c], sb, sg, a),
-                (rowStart, base) -> {
+        if (plan.cols()) {
+            float[] ch = perColumn(h, g);
+            float[] cl = perColumn(l, g);
+            float[] cis = perColumn(is, g);
+            parallel(plan.blocks(), b -> {
+                float[] fb = new float[acc];
+                float[] fg = new float[acc];
+                int base = b * acc;
+                for (long o = plan.from(b, g); o < plan.to(b, g); o += COL_RUN) {
+                    int rows = (int) Math.min(COL_RUN, plan.to(b, g) - o);
+                    KERNELS.columnGradSums(x, dy, (int) (o * acc), rows, acc, acc, ch, cl, cis, fb, fg);
                     for (int j = 0; j < acc; j++) {
-                        float xhat = ((x[rowStart + j] - colStats[0][j]) - colStats[1][j]) * colStats[2][j];
-                        sb[base + j] += dy[rowStart + j];
-                        sg[base + j] += (double) dy[rowStart + j] * xhat;
+                        sb[base + j] += fb[j];
+                        sg[base + j] += fg[j];
                     }
+                }
+            });
+        } else {
+            parallel(plan.blocks(), b -> {
+                double[] sums = new double[2];
+                int base = b * acc;
+                segments(g, plan.from(b, g), plan.to(b, g), (c, start, end) -> {
+                    sums[0] = 0;
+                    sums[1] = 0;
+                    KERNELS.gradSums(x, dy, start, end, h[c], l[c], is[c], sums);
+                    sb[base + c] += sums[0];
+                    sg[base + c] += sums[1];
                 });
+            });
+        }
         for (int c = 0; c < nc; c++) {
             double b = 0;
-            double gsum = 0;
+            double gs = 0;
+            int perChannel = plan.cols() ? inner : 1;
             for (int blk = 0; blk < plan.blocks(); blk++) {
-                int perAcc = plan.cols() ? g.inner() : 1;
-                for (int i = 0; i < perAcc; i++) {
-                    int at = blk * acc + (plan.cols() ? c * g.inner() + i : c);
+                for (int i = 0; i < perChannel; i++) {
+                    int at = blk * acc + (plan.cols() ? c * inner + i : c);
                     b += sb[at];
-                    gsum += sg[at];
+                    gs += sg[at];
                 }
             }
             dbeta[c] = (float) b;
-            dgamma[c] = (float) gsum;
+            dgamma[c] = (float) gs;
         }
 
-        float invM = (float) (1.0 / g.valuesPerChannel());
         float[] scale = new float[nc];
         float[] db = new float[nc];
         float[] dg = new float[nc];
         for (int c = 0; c < nc; c++) {
-            scale[c] = gamma[c] * invstd[c];
+            scale[c] = gamma[c] * is[c];
             db[c] = dbeta[c] * invM;
             dg[c] = dgamma[c] * invM;
         }
-        // Parameters: mean hi, mean lo, invstd, dbeta/m, dgamma/m; gamma*invstd folded per channel.
         if (plan.cols()) {
-            float[] colScale = new float[acc];
-            for (int a = 0; a < acc; a++) {
-                colScale[a] = scale[plan.channelOf(a, g)];
-            }
-            elementwise(g, plan, mean, meanLo, invstd, db, dg, null,
-                    (cols, rowStart) -> {
-                        for (int j = 0; j < acc; j++) {
-                            int e = rowStart + j;
-                            float xhat = ((x[e] - cols[0][j]) - cols[1][j]) * cols[2][j];
-                            dx[e] = colScale[j] * (dy[e] - cols[3][j] - xhat * cols[4][j]);
-                        }
-                    });
-        } else {
-            parallel(plan, blk -> {
-                long from = blk * plan.blockSize();
-                long to = Math.min(g.elements(), from + plan.blockSize());
-                segments(g, from, to, (c, start, end) -> {
-                    float h = mean[c];
-                    float l = meanLo[c];
-                    float is = invstd[c];
-                    float sc = scale[c];
-                    float dbc = db[c];
-                    float dgc = dg[c];
-                    for (int e = start; e < end; e++) {
-                        float xhat = ((x[e] - h) - l) * is;
-                        dx[e] = sc * (dy[e] - dbc - xhat * dgc);
-                    }
-                });
+            float[] ch = perColumn(h, g);
+            float[] cl = perColumn(l, g);
+            float[] cis = perColumn(is, g);
+            float[] cscale = perColumn(scale, g);
+            float[] cdb = perColumn(db, g);
+            float[] cdg = perColumn(dg, g);
+            parallel(plan.blocks(), b -> {
+                for (long o = plan.from(b, g); o < plan.to(b, g); o++) {
+                    KERNELS.dxColumns(x, dy, dx, (int) (o * acc), acc, ch, cl, cis, cscale, cdb, cdg);
+                }
             });
+        } else {
+            parallel(plan.blocks(), blk -> segments(g, plan.from(blk, g), plan.to(blk, g),
+                    (c, start, end) -> KERNELS.dx(x, dy, dx, start, end, h[c], l[c], is[c], scale[c], db[c], dg[c])));
         }
     }
 

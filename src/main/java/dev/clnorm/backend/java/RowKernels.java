@@ -1,0 +1,71 @@
+package dev.clnorm.backend.java;
+
+/**
+ * The Java backend's inner loops: one contiguous run of one channel (rows traversal), or a block
+ * of outer rows across all columns (cols traversal). Two implementations: {@link ScalarRowKernels}
+ * everywhere, {@link VectorRowKernels} (the incubating Vector API) when the JVM was started with
+ * {@code --add-modules jdk.incubator.vector}. Both give the same statistics to float rounding;
+ * each is deterministic.
+ */
+interface RowKernels {
+
+    /** Deviations are multiplied by this (2^-16, exact) before squaring in float. */
+    float SQ_SCALE = 1.0f / 65536.0f;
+    /** Undoes SQ_SCALE on a sum of squares (2^32), in double. */
+    double SQ_UNSCALE = 65536.0 * 65536.0;
+
+    /**
+     * Moments of x[from, to): out[0] = sum(x - shift), out[1] = sum of squared deviations from the
+     * run's own mean (a second pass, served from cache, so no E[x^2] - E[x]^2 cancellation).
+     * Deviations are taken as (x - shift) - mean_of_(x - shift): both terms are small next to a large
+     * channel mean, so nothing is lost to the mean's float rounding; squares are scaled by
+     * {@link #SQ_SCALE}^2 while summed in float lanes so that |x| ~ 1e19 cannot overflow.
+     */
+    void moments(float[] x, int from, int to, float shift, double[] out);
+
+    /**
+     * Per-column moments of a block of {@code rows} rows of {@code cols} columns starting at
+     * {@code start} with row stride {@code stride}: s[j] = sum(x - shift[j]), q[j] = sum of squared
+     * deviations from the column's block mean, times SQ_SCALE^2 (as in {@link #moments}; the caller
+     * corrects for the float rounding of mean[j]). {@code mean} receives each column's mean of
+     * x - shift[j], as a float.
+     */
+    void columnMoments(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s, float[] mean,
+                       float[] q);
+
+    /** out[0] += sum(dy), out[1] += sum(dy * xhat) over [from, to), xhat = ((x - h) - l) * is. */
+    void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out);
+
+    /** Per-column sb[j] = sum(dy), sg[j] = sum(dy * xhat) over a block of rows (overwrites sb, sg). */
+    void columnGradSums(float[] x, float[] dy, int start, int rows, int stride, int cols, float[] h, float[] l,
+                        float[] is, float[] sb, float[] sg);
+
+    /** y = ga * (((x - h) - l) * is) + be over [from, to). */
+    void affine(float[] x, float[] y, int from, int to, float h, float l, float is, float ga, float be);
+
+    /** The same with per-column parameters over one row of cols values at start. */
+    void affineColumns(float[] x, float[] y, int start, int cols, float[] h, float[] l, float[] is, float[] ga,
+                       float[] be);
+
+    /** dx = scale * (dy - db - xhat * dg) over [from, to). */
+    void dx(float[] x, float[] dy, float[] dx, int from, int to, float h, float l, float is, float scale, float db,
+            float dg);
+
+    /** The same with per-column parameters over one row of cols values at start. */
+    void dxColumns(float[] x, float[] dy, float[] dx, int start, int cols, float[] h, float[] l, float[] is,
+                   float[] scale, float[] db, float[] dg);
+
+    /** The fastest implementation this JVM can run. */
+    static RowKernels best() {
+        boolean vectorModule = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+        if (vectorModule && !Boolean.getBoolean("clnorm.java.scalar")) {
+            try {
+                return (RowKernels) Class.forName("dev.clnorm.backend.java.VectorRowKernels")
+                        .getDeclaredConstructor().newInstance();
+            } catch (ReflectiveOperationException | LinkageError e) {
+                // Fall through to the scalar loops: same results, only slower.
+            }
+        }
+        return new ScalarRowKernels();
+    }
+}

@@ -1,0 +1,188 @@
+package dev.clnorm.backend.java;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * {@link RowKernels} with the incubating Vector API: the reductions C2 will not vectorise by itself
+ * (float adds must keep their order) run as SIMD lanes, each lane its own partial sum, the lanes
+ * added at the end of a run. Loaded only when the jdk.incubator.vector module is present.
+ */
+final class VectorRowKernels implements RowKernels {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int N = S.length();
+
+    @Override
+    public void moments(float[] x, int from, int to, float shift, double[] out) {
+        FloatVector acc = FloatVector.zero(S);
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        for (; e < bound; e += N) {
+            acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+        }
+        double s = acc.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            s += x[e] - shift;
+        }
+        double n = to - from;
+        float meanDev = (float) (s / n);
+        FloatVector q = FloatVector.zero(S);
+        for (e = from; e < bound; e += N) {
+            FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
+            q = d.fma(d, q);
+        }
+        double sq = q.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
+            sq += d * d;
+        }
+        // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded mean mf.
+        double off = s / n - meanDev;
+        out[0] = s;
+        out[1] = Math.max(sq * SQ_UNSCALE - n * off * off, 0);
+    }
+
+    @Override
+    public void columnMoments(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s,
+                              float[] mean, float[] q) {
+        int bound = S.loopBound(cols);
+        java.util.Arrays.fill(s, 0, cols, 0f);
+        java.util.Arrays.fill(q, 0, cols, 0f);
+        for (int r = 0; r < rows; r++) {
+            int at = start + r * stride;
+            int j = 0;
+            for (; j < bound; j += N) {
+                FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, shift, j))
+                        .add(FloatVector.fromArray(S, s, j)).intoArray(s, j);
+            }
+            for (; j < cols; j++) {
+                s[j] += x[at + j] - shift[j];
+            }
+        }
+        for (int j = 0; j < cols; j++) {
+            mean[j] = s[j] / rows;
+        }
+        for (int r = 0; r < rows; r++) {
+            int at = start + r * stride;
+            int j = 0;
+            for (; j < bound; j += N) {
+                FloatVector d = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, shift, j))
+                        .sub(FloatVector.fromArray(S, mean, j)).mul(SQ_SCALE);
+                d.fma(d, FloatVector.fromArray(S, q, j)).intoArray(q, j);
+            }
+            for (; j < cols; j++) {
+                float d = ((x[at + j] - shift[j]) - mean[j]) * SQ_SCALE;
+                q[j] += d * d;
+            }
+        }
+    }
+
+    @Override
+    public void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {
+        FloatVector sb = FloatVector.zero(S);
+        FloatVector sg = FloatVector.zero(S);
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        for (; e < bound; e += N) {
+            FloatVector d = FloatVector.fromArray(S, dy, e);
+            FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
+            sb = sb.add(d);
+            sg = d.fma(xhat, sg);
+        }
+        double b = sb.reduceLanes(VectorOperators.ADD);
+        double g = sg.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            float xhat = ((x[e] - h) - l) * is;
+            b += dy[e];
+            g += (double) dy[e] * xhat;
+        }
+        out[0] += b;
+        out[1] += g;
+    }
+
+    @Override
+    public void columnGradSums(float[] x, float[] dy, int start, int rows, int stride, int cols, float[] h,
+                               float[] l, float[] is, float[] sb, float[] sg) {
+        int bound = S.loopBound(cols);
+        java.util.Arrays.fill(sb, 0, cols, 0f);
+        java.util.Arrays.fill(sg, 0, cols, 0f);
+        for (int r = 0; r < rows; r++) {
+            int at = start + r * stride;
+            int j = 0;
+            for (; j < bound; j += N) {
+                FloatVector d = FloatVector.fromArray(S, dy, at + j);
+                FloatVector xhat = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, h, j))
+                        .sub(FloatVector.fromArray(S, l, j)).mul(FloatVector.fromArray(S, is, j));
+                d.add(FloatVector.fromArray(S, sb, j)).intoArray(sb, j);
+                d.fma(xhat, FloatVector.fromArray(S, sg, j)).intoArray(sg, j);
+            }
+            for (; j < cols; j++) {
+                float d = dy[at + j];
+                sb[j] += d;
+                sg[j] += d * (((x[at + j] - h[j]) - l[j]) * is[j]);
+            }
+        }
+    }
+
+    @Override
+    public void affine(float[] x, float[] y, int from, int to, float h, float l, float is, float ga, float be) {
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        for (; e < bound; e += N) {
+            FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
+            xhat.mul(ga).add(be).intoArray(y, e);
+        }
+        for (; e < to; e++) {
+            y[e] = ga * (((x[e] - h) - l) * is) + be;
+        }
+    }
+
+    @Override
+    public void affineColumns(float[] x, float[] y, int start, int cols, float[] h, float[] l, float[] is,
+                              float[] ga, float[] be) {
+        int bound = S.loopBound(cols);
+        int j = 0;
+        for (; j < bound; j += N) {
+            FloatVector xhat = FloatVector.fromArray(S, x, start + j).sub(FloatVector.fromArray(S, h, j))
+                    .sub(FloatVector.fromArray(S, l, j)).mul(FloatVector.fromArray(S, is, j));
+            xhat.mul(FloatVector.fromArray(S, ga, j)).add(FloatVector.fromArray(S, be, j)).intoArray(y, start + j);
+        }
+        for (; j < cols; j++) {
+            y[start + j] = ga[j] * (((x[start + j] - h[j]) - l[j]) * is[j]) + be[j];
+        }
+    }
+
+    @Override
+    public void dx(float[] x, float[] dy, float[] dx, int from, int to, float h, float l, float is, float scale,
+                   float db, float dg) {
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        for (; e < bound; e += N) {
+            FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
+            FloatVector.fromArray(S, dy, e).sub(db).sub(xhat.mul(dg)).mul(scale).intoArray(dx, e);
+        }
+        for (; e < to; e++) {
+            float xhat = ((x[e] - h) - l) * is;
+            dx[e] = scale * (dy[e] - db - xhat * dg);
+        }
+    }
+
+    @Override
+    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int cols, float[] h, float[] l, float[] is,
+                          float[] scale, float[] db, float[] dg) {
+        int bound = S.loopBound(cols);
+        int j = 0;
+        for (; j < bound; j += N) {
+            FloatVector xhat = FloatVector.fromArray(S, x, start + j).sub(FloatVector.fromArray(S, h, j))
+                    .sub(FloatVector.fromArray(S, l, j)).mul(FloatVector.fromArray(S, is, j));
+            FloatVector.fromArray(S, dy, start + j).sub(FloatVector.fromArray(S, db, j))
+                    .sub(xhat.mul(FloatVector.fromArray(S, dg, j))).mul(FloatVector.fromArray(S, scale, j))
+                    .intoArray(dx, start + j);
+        }
+        for (; j < cols; j++) {
+            float xhat = ((x[start + j] - h[j]) - l[j]) * is[j];
+            dx[start + j] = scale[j] * (dy[start + j] - db[j] - xhat * dg[j]);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+package dev.clnorm.backend.java;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/**
+ * Both implementations of the Java backend's inner loops against float64 sums of the same data.
+ * The scalar loops run wherever the Vector API is missing, so they are tested here directly even
+ * though the suite's Java backend picks the vector ones. Tolerances: float32 lane sums of at most
+ * RUN values, relative 1e-5 of the sum of magnitudes (a few units of 2^-24 per term, generously).
+ */
+class RowKernelsTest {
+
+    private static RowKernels[] implementations() {
+        RowKernels best = RowKernels.best();
+        return best instanceof ScalarRowKernels ? new RowKernels[]{best}
+                : new RowKernels[]{new ScalarRowKernels(), best};
+    }
+
+    @Test
+    void vectorLoopsAreUsedUnderTheTestJvm() {
+        // The surefire JVM is started with --add-modules jdk.incubator.vector (pom.xml).
+        assertEquals("vector", JavaBatchNormOps.kernelKind());
+    }
+
+    @Test
+    void momentsMatchDoubleSums() {
+        SplittableRandom r = new SplittableRandom(3);
+        float[] x = new float[5000];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (1e4 + 0.01 * (r.nextDouble() * 2 - 1));
+        }
+        for (RowKernels k : implementations()) {
+            for (int[] range : new int[][]{{0, 4096}, {3, 1000}, {17, 18}, {100, 133}}) {
+                float shift = x[0];
+                double s = 0;
+                for (int e = range[0]; e < range[1]; e++) {
+                    s += (double) x[e] - shift;
+                }
+                double mean = shift + s / (range[1] - range[0]);
+                double m2 = 0;
+                for (int e = range[0]; e < range[1]; e++) {
+                    m2 += (x[e] - mean) * (x[e] - mean);
+                }
+                double[] out = new double[2];
+                k.moments(x, range[0], range[1], shift, out);
+                assertEquals(s, out[0], 1e-5 * Math.max(1e-3, Math.abs(s)) + 1e-7, k.getClass().getSimpleName());
+                assertEquals(m2, out[1], 1e-5 * m2 + 1e-12, k.getClass().getSimpleName() + " M2");
+            }
+        }
+    }
+
+    @Test
+    void columnLoopsMatchRowLoops() {
+        SplittableRandom r = new SplittableRandom(4);
+        int rows = 37;
+        int cols = 45;
+        float[] x = new float[rows * cols];
+        float[] dy = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (r.nextDouble() * 4 - 1);
+            dy[i] = (float) (r.nextDouble() * 2 - 1);
+        }
+        float[] shift = new float[cols];
+        float[] h = new float[cols];
+        float[] l = new float[cols];
+        float[] is = new float[cols];
+        for (int j = 0; j < cols; j++) {
+            shift[j] = x[j];
+            h[j] = (float) r.nextDouble();
+            l[j] = (float) (r.nextDouble() * 1e-8);
+            is[j] = (float) (0.5 + r.nextDouble());
+        }
+        for (RowKernels k : implementations()) {
+            float[] s = new float[cols];
+            float[] mean = new float[cols];
+            float[] q = new float[cols];
+            k.columnMoments(x, 0, rows, cols, cols, shift, s, mean, q);
+            float[] sb = new float[cols];
+            float[] sg = new float[cols];
+            k.columnGradSums(x, dy, 0, rows, cols, cols, h, l, is, sb, sg);
+            for (int j = 0; j < cols; j++) {
+                double ds = 0;
+                double db = 0;
+                double dg = 0;
+                for (int i = 0; i < rows; i++) {
+                    ds += x[i * cols + j] - shift[j];
+                    db += dy[i * cols + j];
+                    dg += dy[i * cols + j] * (((x[i * cols + j] - h[j]) - l[j]) * is[j]);
+                }
+                double m = shift[j] + ds / rows;  // the column mean of x
+                double dq = 0;
+                for (int i = 0; i < rows; i++) {
+                    dq += (x[i * cols + j] - m) * (x[i * cols + j] - m);
+                }
+                assertEquals(ds, s[j], 1e-4, "column sum " + j);
+                // q is scaled by SQ_SCALE^2 and taken about the float-rounded block mean (the caller
+                // corrects that; here the correction is far below the tolerance).
+                assertEquals(dq, q[j] * RowKernels.SQ_UNSCALE, 1e-5 * dq + 1e-6, "column M2 " + j);
+                assertEquals(ds / rows, mean[j], 1e-6, "column mean " + j);
+                assertEquals(db, sb[j], 1e-4, "column dbeta " + j);
+                assertEquals(dg, sg[j], 1e-4, "column dgamma " + j);
+            }
+            float[] y1 = new float[cols];
+            float[] y2 = new float[cols];
+            k.affineColumns(x, y1, 0, cols, h, l, is, is, h);
+            for (int j = 0; j < cols; j++) {
+                k.affine(x, y2, j, j + 1, h[j], l[j], is[j], is[j], h[j]);
+            }
+            for (int j = 0; j < cols; j++) {
+                assertEquals(y2[j], y1[j], 1e-6f * Math.max(1f, Math.abs(y2[j])), "affine column " + j);
+            }
+        }
+    }
+}
