@@ -6,7 +6,8 @@
 // Grid (L, channels): work-group c owns channel c, all `outer` rows, one unit per row.
 
 __kernel void bn_train_fused_rows(__global const float* x, __global float* y, const int channels, const int inner,
-                                  const int outer, const float eps, const float factor, const int update_running,
+                                  const int outer, const float eps, const float keep, const float factor,
+                                  const int update_running, const int unbiased_running,
                                   __global float* save_mean, __global float* save_mean_lo,
                                   __global float* save_invstd, __global float* running_mean,
                                   __global float* running_var, __global int* skipped,
@@ -19,8 +20,8 @@ __kernel void bn_train_fused_rows(__global const float* x, __global float* y, co
     moments acc = rows_moments(x, channels, inner, c, 0, outer, 1, inner, lid, lsize, shift);
     acc = local_merge(acc, l_n, l_mean, l_var, 0);
     if (lid == 0) {
-        finish_channel(c, acc, shift, eps, factor, update_running, save_mean, save_mean_lo, save_invstd,
-                       running_mean, running_var, skipped);
+        finish_channel(c, acc, shift, eps, keep, factor, update_running, unbiased_running, save_mean, save_mean_lo,
+                       save_invstd, running_mean, running_var, skipped);
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
     affine_rows(x, y, channels, inner, c, 0, outer, 1, inner, lid, lsize, save_mean[c], save_mean_lo[c],

@@ -5,10 +5,12 @@
 // Finishes channel c's statistics from its merged moments (of (x - shift) * STATS_SCALE):
 //  - the mean is saved as a float pair (hi + lo) so that (x - hi) - lo keeps float precision
 //    even when |mean| >> std; invstd = 1/sqrt(var + eps) with the biased variance;
-//  - running statistics, PyTorch's convention: running = (1 - factor)*running + factor*batch, the
-//    running variance fed the unbiased variance m/(m-1). A channel whose statistics are not finite
-//    (NaN/Inf input, or a variance beyond float range) is left out and counted in skipped[c].
-inline void finish_channel(int c, moments acc, float shift, float eps, float factor, int update_running,
+//  - running statistics: running = keep*running + factor*batch (the host computes keep and factor
+//    the way the chosen framework convention does), the running variance fed the unbiased variance
+//    m/(m-1) (PyTorch, cuDNN) or the biased one (Keras, ONNX). A channel whose statistics are not
+//    finite (NaN/Inf input, or a variance beyond float range) is left out and counted in skipped[c].
+inline void finish_channel(int c, moments acc, float shift, float eps, float keep, float factor,
+                           int update_running, int unbiased_running,
                            __global float* save_mean, __global float* save_mean_lo,
                            __global float* save_invstd, __global float* running_mean,
                            __global float* running_var, __global int* skipped) {
@@ -23,10 +25,10 @@ inline void finish_channel(int c, moments acc, float shift, float eps, float fac
     // domain, where eps is negligible. Otherwise the plain formula honours eps exactly.
     save_invstd[c] = isinf(var) ? STATS_SCALE / sqrt(var_scaled) : 1.0f / sqrt(var + eps);
     if (update_running) {
-        const float unbiased = var * (acc.n / (acc.n - 1.0f));
-        if (isfinite(mean_hi) && isfinite(unbiased)) {
-            running_mean[c] = (1.0f - factor) * running_mean[c] + factor * mean_hi;
-            running_var[c] = (1.0f - factor) * running_var[c] + factor * unbiased;
+        const float fed = unbiased_running ? var * (acc.n / (acc.n - 1.0f)) : var;
+        if (isfinite(mean_hi) && isfinite(fed)) {
+            running_mean[c] = keep * running_mean[c] + factor * mean_hi;
+            running_var[c] = keep * running_var[c] + factor * fed;
         } else {
             skipped[c] += 1;
         }
@@ -38,7 +40,7 @@ inline void finalize_channel(int c, partial_layout pl, __global const float* x, 
                              volatile __global const float* part_n,
                              volatile __global const float* part_mean,
                              volatile __global const float* part_var,
-                             float eps, float factor, int update_running,
+                             float eps, float keep, float factor, int update_running, int unbiased_running,
                              __global float* save_mean, __global float* save_mean_lo,
                              __global float* save_invstd, __global float* running_mean,
                              __global float* running_var, __global int* skipped) {
@@ -50,8 +52,8 @@ inline void finalize_channel(int c, partial_layout pl, __global const float* x, 
             acc = moments_merge(acc, m);
         }
     }
-    finish_channel(c, acc, x[c * inner], eps, factor, update_running, save_mean, save_mean_lo, save_invstd,
-                   running_mean, running_var, skipped);
+    finish_channel(c, acc, x[c * inner], eps, keep, factor, update_running, unbiased_running, save_mean,
+                   save_mean_lo, save_invstd, running_mean, running_var, skipped);
 }
 
 // Local tree merge of one moments triple per work-item along local dimension `dim`; the local
@@ -106,7 +108,8 @@ inline moments rows_moments(__global const float* x, int channels, int inner, in
 }
 
 #define STATS_FINALIZE_ARGS                                                                   \
-    const float eps, const float factor, const int update_running,                            \
+    const float eps, const float keep, const float factor,                                   \
+    const int update_running, const int unbiased_running,                                     \
     __global float* part_n, __global float* part_mean, __global float* part_var,              \
     volatile __global int* counter,                                                           \
     __global float* save_mean, __global float* save_mean_lo, __global float* save_invstd,     \
@@ -136,7 +139,7 @@ __kernel void bn_stats_rows(__global const float* x, const int channels, const i
     if (take_ticket_is_last(counter, groups * channels, l_flag)) {
         partial_layout pl = {groups, groups, 1, 1};
         for (int ch = lid; ch < channels; ch += lsize) {
-            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, factor, update_running,
+            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, keep, factor, update_running, unbiased_running,
                              save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
         }
         if (lid == 0) {
@@ -234,11 +237,25 @@ __kernel void bn_stats_cols(__global const float* x, const int channels, const i
     if (take_ticket_is_last(counter, groups, l_flag)) {
         partial_layout pl = {inner, row_groups, columns, inner};
         for (int ch = flat_local_id(); ch < channels; ch += flat_local_size()) {
-            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, factor, update_running,
+            finalize_channel(ch, pl, x, inner, part_n, part_mean, part_var, eps, keep, factor, update_running, unbiased_running,
                              save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
         }
         if (flat_local_id() == 0) {
             *counter = 0;
         }
     }
+}
+
+// useGlobalStats (a frozen layer): the running statistics stand in for the saved batch statistics,
+// so normalize and backward use them unchanged. One work-item per channel.
+__kernel void bn_saved_from_running(const int channels, const float eps, __global const float* running_mean,
+                                    __global const float* running_var, __global float* save_mean,
+                                    __global float* save_mean_lo, __global float* save_invstd) {
+    const int c = get_global_id(0);
+    if (c >= channels) {
+        return;
+    }
+    save_mean[c] = running_mean[c];
+    save_mean_lo[c] = 0.0f;
+    save_invstd[c] = 1.0f / sqrt(running_var[c] + eps);
 }

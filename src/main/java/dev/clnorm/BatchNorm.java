@@ -5,6 +5,7 @@ import dev.clnorm.backend.BatchNormBuffers;
 import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.RunningUpdate;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -18,11 +19,20 @@ import java.util.List;
  * running-statistics update) makes no host transfer. Getters that return {@code float[]}
  * download on request.
  *
- * <p><b>Momentum convention (PyTorch):</b> {@code running = (1 - momentum) * running + momentum * batch},
- * so momentum 0.1 weights the new batch by 0.1. Keras/TensorFlow's "momentum 0.99" is the other
- * direction (it equals PyTorch momentum 0.01). {@code momentum == null} gives the cumulative
- * moving average, factor {@code 1 / numBatchesTracked}. The running variance is fed the unbiased
- * batch variance (m/(m-1)); normalisation uses the biased one, as in PyTorch.
+ * <p><b>Momentum and conventions:</b> by default {@link Convention#PYTORCH}:
+ * {@code running = (1 - momentum) * running + momentum * batch}, so momentum 0.1 weights the new
+ * batch by 0.1; {@code momentum == null} gives the cumulative moving average, factor
+ * {@code 1 / numBatchesTracked}; the running variance is fed the unbiased batch variance (m/(m-1)).
+ * {@link Builder#convention} switches to Keras or ONNX, whose "momentum" is the <i>decay</i>
+ * ({@code running = momentum * running + (1 - momentum) * batch}, Keras 0.99 = PyTorch 0.01) and
+ * whose running variance is fed the biased batch variance, or to cuDNN's exponential average factor.
+ * {@link #momentum()} is always in the layer's convention's own terms. Normalisation always uses the
+ * biased batch variance.
+ *
+ * <p><b>Scale, shift, frozen statistics:</b> {@link Builder#useScale} / {@link Builder#useShift}
+ * (Keras' scale/center) make gamma / beta learnable or fix them at 1 / 0 independently;
+ * {@link Builder#useGlobalStats} freezes the layer: the training forward normalises with the running
+ * statistics (and leaves them alone), and its backward treats them as constants.
  *
  * <p><b>Bad input</b> is rejected with an exception naming what was expected and what was received,
  * before any device work and without changing anything the layer stores: rank outside 2..5, a
@@ -72,7 +82,10 @@ public final class BatchNorm implements AutoCloseable {
     private final int channels;
     private final float eps;
     private final Double momentum;
-    private final boolean affine;
+    private final Convention convention;
+    private final boolean useScale;
+    private final boolean useShift;
+    private final boolean useGlobalStats;
     private final boolean trackRunningStats;
     private final boolean strictNonFinite;
     private final BatchNormOps ops;
@@ -82,6 +95,8 @@ public final class BatchNorm implements AutoCloseable {
     private long numBatchesTracked;
     /** Geometry of the last training forward; backward needs its saved statistics. */
     private Geometry savedGeometry;
+    /** Whether the saved statistics are the running ones (useGlobalStats): backward treats them as constants. */
+    private boolean savedFrozen;
     /** Set when {@link #deviceState()} handed out the raw buffers: inference re-validates them first. */
     private boolean runningStatsUnverified;
     private boolean closed;
@@ -89,9 +104,12 @@ public final class BatchNorm implements AutoCloseable {
     private BatchNorm(Builder b) {
         this.backend = b.backend != null ? b.backend : Devices.defaultBackend();
         this.channels = b.channels;
-        this.eps = (float) b.eps;
-        this.momentum = b.momentum;
-        this.affine = b.affine;
+        this.convention = b.convention;
+        this.eps = (float) b.effectiveEps();
+        this.momentum = b.effectiveMomentum();
+        this.useScale = b.useScale;
+        this.useShift = b.useShift;
+        this.useGlobalStats = b.useGlobalStats;
         this.trackRunningStats = b.trackRunningStats;
         this.strictNonFinite = b.strictNonFinite;
         List<AutoCloseable> made = new ArrayList<>();
@@ -144,9 +162,13 @@ public final class BatchNorm implements AutoCloseable {
     /** Configuration; validated when {@link #build()} is called, before any device work. */
     public static final class Builder {
         private final int channels;
-        private double eps = 1e-5;
-        private Double momentum = 0.1;
-        private boolean affine = true;
+        private Convention convention = Convention.PYTORCH;
+        private Double eps;
+        private Double momentum;
+        private boolean momentumSet;
+        private boolean useScale = true;
+        private boolean useShift = true;
+        private boolean useGlobalStats = false;
         private boolean trackRunningStats = true;
         private boolean strictNonFinite = false;
         private Backend backend;
@@ -155,25 +177,68 @@ public final class BatchNorm implements AutoCloseable {
             this.channels = channels;
         }
 
-        /** Added to the variance before the square root; must be finite and > 0. Default 1e-5. */
+        /**
+         * The framework whose running-statistics conventions the layer follows (default PYTORCH). It
+         * sets the meaning of {@link #momentum}, the default eps and momentum, and whether the
+         * running variance is fed the biased or the unbiased batch variance.
+         */
+        public Builder convention(Convention convention) {
+            this.convention = java.util.Objects.requireNonNull(convention, "convention");
+            return this;
+        }
+
+        /** Added to the variance before the square root; must be finite and > 0. Default: the convention's. */
         public Builder eps(double eps) {
             this.eps = eps;
             return this;
         }
 
         /**
-         * PyTorch-convention momentum in [0, 1]: the weight of the new batch in the running average
-         * (default 0.1). {@code null} selects the cumulative moving average.
+         * Momentum in [0, 1] in the convention's own terms: PyTorch and cuDNN, the weight of the new
+         * batch (default 0.1); Keras (default 0.99) and ONNX (default 0.9), the decay, the weight of
+         * the old running value. {@code null} selects the cumulative moving average (PyTorch, cuDNN only).
          */
         public Builder momentum(Double momentum) {
             this.momentum = momentum;
+            this.momentumSet = true;
             return this;
         }
 
         /** Whether gamma and beta are learnable; when false they stay 1 and 0. Default true. */
         public Builder affine(boolean affine) {
-            this.affine = affine;
+            this.useScale = affine;
+            this.useShift = affine;
             return this;
+        }
+
+        /** Whether gamma is learnable (Keras' scale); when false it stays 1. Default true. */
+        public Builder useScale(boolean useScale) {
+            this.useScale = useScale;
+            return this;
+        }
+
+        /** Whether beta is learnable (Keras' center); when false it stays 0. Default true. */
+        public Builder useShift(boolean useShift) {
+            this.useShift = useShift;
+            return this;
+        }
+
+        /**
+         * A frozen layer: the training forward normalises with the running statistics instead of the
+         * batch's and does not update them; backward treats them as constants
+         * (dx = gamma * dy / sqrt(running_var + eps)). Default false.
+         */
+        public Builder useGlobalStats(boolean useGlobalStats) {
+            this.useGlobalStats = useGlobalStats;
+            return this;
+        }
+
+        double effectiveEps() {
+            return eps != null ? eps : convention.defaultEps();
+        }
+
+        Double effectiveMomentum() {
+            return momentumSet ? momentum : Double.valueOf(convention.defaultMomentum());
         }
 
         /** Whether running statistics are kept; when false inference uses batch statistics. Default true. */
@@ -203,12 +268,21 @@ public final class BatchNorm implements AutoCloseable {
             if (channels <= 0) {
                 throw new IllegalArgumentException("num_features (channels) must be positive, got " + channels);
             }
-            if (!(eps > 0) || Double.isInfinite(eps) || (float) eps == 0.0f) {
-                throw new IllegalArgumentException("eps must be a finite float32 value > 0, got " + eps);
+            double e = effectiveEps();
+            if (!(e > 0) || Double.isInfinite(e) || (float) e == 0.0f) {
+                throw new IllegalArgumentException("eps must be a finite float32 value > 0, got " + e);
             }
-            if (momentum != null && !(momentum >= 0.0 && momentum <= 1.0)) {
-                throw new IllegalArgumentException("momentum must be in [0, 1] (PyTorch convention: weight of "
-                        + "the new batch) or null for a cumulative average, got " + momentum);
+            Double m = effectiveMomentum();
+            String meaning = convention.momentumIsDecay()
+                    ? convention + " convention: the decay, weight of the old running value"
+                    : convention + " convention: weight of the new batch";
+            if (m == null && !convention.allowsCumulative()) {
+                throw new IllegalArgumentException("momentum must be a value in [0, 1] (" + meaning
+                        + "); a cumulative average (null) exists only in the PYTORCH and CUDNN conventions");
+            }
+            if (m != null && !(m >= 0.0 && m <= 1.0)) {
+                throw new IllegalArgumentException("momentum must be in [0, 1] (" + meaning + ")"
+                        + (convention.allowsCumulative() ? " or null for a cumulative average" : "") + ", got " + m);
             }
             if (backend != null && backend.isClosed()) {
                 throw new IllegalStateException("backend " + backend.info().id() + " has been closed");
@@ -246,10 +320,15 @@ public final class BatchNorm implements AutoCloseable {
             savedGeometry = g;
             return;  // empty batch: empty output, running statistics untouched
         }
-        float factor = 0.0f;
+        if (useGlobalStats) {
+            runFrozen(x, y, g);
+            return;
+        }
+        RunningUpdate update = RunningUpdate.NONE;
         if (trackRunningStats) {
             numBatchesTracked++;
-            factor = momentum == null ? (float) (1.0 / numBatchesTracked) : momentum.floatValue();
+            float[] w = convention.updateWeights(momentum, numBatchesTracked);
+            update = new RunningUpdate(true, w[0], w[1], convention.unbiasedRunningVar());
         }
         // Strict mode keeps what it needs to undo the step: the kernels update the finite channels
         // in place, so a rejected step restores the running statistics and skip counters.
@@ -258,7 +337,8 @@ public final class BatchNorm implements AutoCloseable {
         float[] varBefore = rollback ? read(state.runningVar()) : null;
         int[] skippedBefore = rollback ? readInts(state.skippedUpdates()) : null;
         savedGeometry = null;
-        ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, factor, trackRunningStats);
+        savedFrozen = false;
+        ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, update);
         if (strictNonFinite) {
             List<Integer> bad = nonFiniteChannels(skippedBefore);
             if (!bad.isEmpty()) {
@@ -274,6 +354,19 @@ public final class BatchNorm implements AutoCloseable {
                         + "numBatchesTracked were left unchanged");
             }
         }
+        savedGeometry = g;
+    }
+
+    /** useGlobalStats: normalise with the running statistics, saved as constants for backward. */
+    private void runFrozen(Tensor x, Tensor y, Geometry g) {
+        if (runningStatsUnverified) {
+            checkRunningStats(read(state.runningMean()), read(state.runningVar()), " (written through deviceState())");
+            runningStatsUnverified = false;
+        }
+        savedGeometry = null;
+        ops.savedStatsFromRunning(state, eps);
+        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
+        savedFrozen = true;
         savedGeometry = g;
     }
 
@@ -341,7 +434,7 @@ public final class BatchNorm implements AutoCloseable {
             return;
         }
         if (!trackRunningStats) {
-            ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, 0.0f, false);
+            ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, RunningUpdate.NONE);
             return;
         }
         ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
@@ -409,7 +502,7 @@ public final class BatchNorm implements AutoCloseable {
             backend.fill(gradBias, 0.0f);
             return;
         }
-        ops.backward(g, x.buffer(), dy.buffer(), dx.buffer(), state, gradWeight, gradBias);
+        ops.backward(g, x.buffer(), dy.buffer(), dx.buffer(), state, gradWeight, gradBias, savedFrozen);
     }
 
     // ---------------------------------------------------------------- float[] conveniences
@@ -600,16 +693,16 @@ public final class BatchNorm implements AutoCloseable {
 
     public synchronized void setWeight(float[] gamma) {
         checkOpen();
-        if (!affine) {
-            throw new IllegalStateException("layer is not affine: weight is fixed at 1");
+        if (!useScale) {
+            throw new IllegalStateException("layer has no learnable scale (affine/useScale false): weight is fixed at 1");
         }
         write(state.gamma(), gamma, "weight");
     }
 
     public synchronized void setBias(float[] beta) {
         checkOpen();
-        if (!affine) {
-            throw new IllegalStateException("layer is not affine: bias is fixed at 0");
+        if (!useShift) {
+            throw new IllegalStateException("layer has no learnable shift (affine/useShift false): bias is fixed at 0");
         }
         write(state.beta(), beta, "bias");
     }
@@ -683,13 +776,33 @@ public final class BatchNorm implements AutoCloseable {
         return eps;
     }
 
-    /** PyTorch-convention momentum, or null for the cumulative average. */
+    /** Momentum in the layer's convention's own terms (see {@link Convention}), or null for the cumulative average. */
     public Double momentum() {
         return momentum;
     }
 
+    public Convention convention() {
+        return convention;
+    }
+
+    /** True when both gamma and beta are learnable (PyTorch's affine). */
     public boolean affine() {
-        return affine;
+        return useScale && useShift;
+    }
+
+    /** Whether gamma is learnable (Keras' scale). */
+    public boolean useScale() {
+        return useScale;
+    }
+
+    /** Whether beta is learnable (Keras' center). */
+    public boolean useShift() {
+        return useShift;
+    }
+
+    /** Whether the training forward uses the running statistics (a frozen layer). */
+    public boolean useGlobalStats() {
+        return useGlobalStats;
     }
 
     public boolean trackRunningStats() {

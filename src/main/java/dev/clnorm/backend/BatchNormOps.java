@@ -10,21 +10,27 @@ import dev.clnorm.Geometry;
  */
 public interface BatchNormOps extends AutoCloseable {
 
+    /** Batch statistics, normalisation and (optionally) the running-statistics update. */
+    void trainingForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state, float eps,
+                         RunningUpdate update);
+
     /**
-     * Batch statistics, normalisation and (optionally) the running-statistics update.
-     *
-     * @param momentumFactor weight of the batch statistics in {@code running = (1-f)*running + f*batch}
-     * @param updateRunning  whether to update running statistics (trackRunningStats)
+     * Makes the running statistics the saved ones (mean = running mean, invstd = 1/sqrt(running
+     * var + eps)): the training forward of a frozen layer (useGlobalStats) normalises with them and
+     * its backward treats them as constants.
      */
-    void trainingForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state,
-                         float eps, float momentumFactor, boolean updateRunning);
+    void savedStatsFromRunning(BatchNormBuffers state, float eps);
 
     /** y from the running statistics. */
     void inferenceForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state, float eps);
 
-    /** dx, dgamma and dbeta from the statistics saved by the last training forward. */
+    /**
+     * dx, dgamma and dbeta from the statistics saved by the last training forward. With
+     * {@code statsConstant} (a frozen layer) the statistics did not depend on x, so
+     * dx = gamma * invstd * dy.
+     */
     void backward(Geometry g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx, BatchNormBuffers state,
-                  DeviceBuffer dgamma, DeviceBuffer dbeta);
+                  DeviceBuffer dgamma, DeviceBuffer dbeta, boolean statsConstant);
 
     @Override
     void close();

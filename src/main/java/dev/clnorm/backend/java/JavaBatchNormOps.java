@@ -5,6 +5,7 @@ import dev.clnorm.backend.BatchNormBuffers;
 import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.RunningUpdate;
 
 import java.util.function.IntConsumer;
 import java.util.stream.IntStream;
@@ -164,22 +165,22 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     /**
      * Saves channel c's statistics from merged (count, mean of x - shift, M2), and folds them into
-     * the running statistics (PyTorch's convention, unbiased variance) unless they are not finite,
+     * the running statistics (weights and variance kind from the update) unless they are not finite,
      * in which case the skip is counted.
      */
     private static void finishChannel(int c, double count, double meanDev, double m2, float shift, float eps,
-                                      float factor, boolean updateRunning, BatchNormArrays a) {
+                                      RunningUpdate update, BatchNormArrays a) {
         double var = Math.max(m2 / count, 0);
         double fullMean = shift + meanDev;
         float hi = (float) fullMean;
         a.mean[c] = hi;
         a.meanLo[c] = (float) (fullMean - hi);
         a.invstd[c] = (float) (1.0 / Math.sqrt(var + eps));
-        if (updateRunning) {
-            float unbiased = (float) Math.max(m2 / (count - 1), 0);
-            if (Float.isFinite(hi) && Float.isFinite(unbiased)) {
-                a.rm[c] = (1.0f - factor) * a.rm[c] + factor * hi;
-                a.rv[c] = (1.0f - factor) * a.rv[c] + factor * unbiased;
+        if (update.enabled()) {
+            float fed = (float) (update.unbiasedVariance() ? Math.max(m2 / (count - 1), 0) : var);
+            if (Float.isFinite(hi) && Float.isFinite(fed)) {
+                a.rm[c] = update.keep() * a.rm[c] + update.batchWeight() * hi;
+                a.rv[c] = update.keep() * a.rv[c] + update.batchWeight() * fed;
             } else {
                 a.skipped[c] += 1;
             }
@@ -223,7 +224,7 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     @Override
     public void trainingForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
-                                float eps, float factor, boolean updateRunning) {
+                                float eps, RunningUpdate update) {
         check();
         Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
@@ -249,7 +250,7 @@ final class JavaBatchNormOps implements BatchNormOps {
                         mergeRun(x, e, Math.min(start + inner, e + RUN), shift[c], scratch, n, mean, m2, 0);
                     }
                 }
-                finishChannel(c, n[0], mean[0], m2[0], shift[c], eps, factor, updateRunning, a);
+                finishChannel(c, n[0], mean[0], m2[0], shift[c], eps, update, a);
                 for (int o = 0; o < g.outer(); o++) {
                     int start = o * rowStride + c * inner;
                     KERNELS.affine(x, y, start, start + inner, a.mean[c], a.meanLo[c], a.invstd[c], a.gamma[c],
@@ -305,7 +306,7 @@ final class JavaBatchNormOps implements BatchNormOps {
                     merge(cn, cm, cm2, 0, n[at], mean[at], m2[at]);
                 }
             }
-            finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, factor, updateRunning, a);
+            finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, update, a);
         }
         affine(g, plan, x, y, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
     }
@@ -351,7 +352,7 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     @Override
     public void backward(Geometry geometry, DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, BatchNormBuffers s,
-                         DeviceBuffer dgammab, DeviceBuffer dbetab) {
+                         DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant) {
         check();
         Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
@@ -365,7 +366,8 @@ final class JavaBatchNormOps implements BatchNormOps {
         float[] dbeta = f(dbetab, "dbeta");
         int nc = g.channels();
         int inner = g.inner();
-        float invM = (float) (1.0 / g.valuesPerChannel());
+        // 1/m scales the mean and variance terms of dx; constant statistics have none.
+        float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
 
         if (fusable(g, 2)) {
             int rowStride = nc * inner;
@@ -461,6 +463,22 @@ final class JavaBatchNormOps implements BatchNormOps {
             parallel(plan.blocks(), blk -> segments(g, plan.from(blk, g), plan.to(blk, g),
                     (c, start, end) -> KERNELS.dx(x, dy, dx, start, end, h[c], l[c], is[c], scale[c], db[c], dg[c])));
         }
+    }
+
+    @Override
+    public void savedStatsFromRunning(BatchNormBuffers s, float eps) {
+        check();
+        float[] rm = f(s.runningMean(), "running_mean");
+        float[] rv = f(s.runningVar(), "running_var");
+        float[] mean = f(s.saveMean(), "save_mean");
+        float[] meanLo = f(s.saveMeanLo(), "save_mean_lo");
+        float[] invstd = f(s.saveInvstd(), "save_invstd");
+        for (int c = 0; c < rm.length; c++) {
+            mean[c] = rm[c];
+            meanLo[c] = 0.0f;
+            invstd[c] = (float) (1.0 / Math.sqrt(rv[c] + eps));
+        }
+        backend.counters().launches.incrementAndGet();
     }
 
     @Override

@@ -6,6 +6,7 @@ import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.DeviceInfo;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.RunningUpdate;
 
 import java.util.HashMap;
 import java.util.Map;
@@ -26,7 +27,7 @@ import java.util.Map;
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
             "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
-            "bn_backward_fused_rows"};
+            "bn_backward_fused_rows", "bn_saved_from_running"};
 
     /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
     static final long CPU_FUSE_BYTES = 1L << 20;
@@ -250,12 +251,13 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void trainingForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
-                                             float eps, float factor, boolean updateRunning) {
+                                             float eps, RunningUpdate update) {
         check();
         Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
         ClBuffer yb = f(y, "y");
-        Object[] finalize = {eps, factor, updateRunning ? 1 : 0};
+        Object[] finalize = {eps, update.keep(), update.batchWeight(), update.enabled() ? 1 : 0,
+                update.unbiasedVariance() ? 1 : 0};
         Object[] outputs = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
                 f(s.saveInvstd(), "save_invstd"), f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
                 OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped")};
@@ -325,7 +327,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void backward(Geometry geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx,
-                                      BatchNormBuffers s, DeviceBuffer dgamma, DeviceBuffer dbeta) {
+                                      BatchNormBuffers s, DeviceBuffer dgamma, DeviceBuffer dbeta,
+                                      boolean statsConstant) {
         check();
         Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
@@ -335,13 +338,13 @@ final class OpenClBatchNormOps implements BatchNormOps {
         ClBuffer dg = f(dgamma, "dgamma");
         Object[] stats = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
                 f(s.saveInvstd(), "save_invstd")};
-        Object[] dxArgs = {(float) (1.0 / g.valuesPerChannel()), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
-                f(s.gamma(), "gamma"), db, dg};
+        // 1/m scales the mean and variance terms of dx; constant statistics have none.
+        float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
+        Object[] dxArgs = {invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), f(s.gamma(), "gamma"), db, dg};
         if (useFused(g, 2)) {
             ClKernel fused = kernelsFor(1).get("bn_backward_fused_rows");
             long l = 4L * tuning.rowsLocal();
-            args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(),
-                    (float) (1.0 / g.valuesPerChannel()), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
+            args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
                     f(s.gamma(), "gamma"), db, dg, new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
@@ -374,6 +377,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     dxArgs));
             dxk.launch(p.global(), p.localRange());
         }
+    }
+
+    @Override
+    public synchronized void savedStatsFromRunning(BatchNormBuffers s, float eps) {
+        check();
+        ClKernel k = kernelsFor(1).get("bn_saved_from_running");
+        int channels = (int) s.runningMean().elements();
+        long local = Math.min(64, pow2Floor(k.maxWorkGroupSize()));
+        args(k, channels, eps, f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
+                f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"), f(s.saveInvstd(), "save_invstd"));
+        k.launch(new long[]{ceilDiv(channels, local) * local}, new long[]{local});
     }
 
     private static Object[] concat(Object[]... parts) {
