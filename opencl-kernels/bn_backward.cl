@@ -42,7 +42,7 @@ inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int d
 // with VEC independent vector accumulators added in a fixed order at the end.
 inline float2 rows_grad_sums(__global const float* x, __global const float* dy, int channels, int inner, int c,
                              int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                             float h, float l, float is) {
+                             float h, float l, float is, __global const float* yact, int act) {
     floatv sum_dy = (floatv) 0.0f;
     floatv sum_dyx = (floatv) 0.0f;
     float tail_dy = 0.0f;
@@ -55,12 +55,12 @@ inline float2 rows_grad_sums(__global const float* x, __global const float* dy, 
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv d = vloadv(0, dy + at);
+            const floatv d = RELU_MASK(floatv, vloadv(0, dy + at), act, vloadv(0, yact + at));
             sum_dy += d;
             sum_dyx += d * (((vloadv(0, x + at) - h) - l) * is);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float d = dy[base + t];
+            const float d = RELU_MASK(float, dy[base + t], act, yact[base + t]);
             tail_dy += d;
             tail_dyx += d * (((x[base + t] - h) - l) * is);
         }
@@ -71,7 +71,8 @@ inline float2 rows_grad_sums(__global const float* x, __global const float* dy, 
 // dx over this work-item's share of units [u_begin, u_end) of channel c.
 inline void dx_rows(__global const float* x, __global const float* dy, __global float* dx, int channels, int inner,
                     int c, int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                    float h, float l, float is, float scale, float db, float dg) {
+                    float h, float l, float is, float scale, float db, float dg,
+                    __global const float* yact, int act, __global float* dres) {
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
         const int start = (u - o * segs) * seg_len;
@@ -81,11 +82,19 @@ inline void dx_rows(__global const float* x, __global const float* dy, __global 
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
             const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            vstorev(scale * (vloadv(0, dy + at) - db - xhat * dg), 0, dx + at);
+            const floatv d = RELU_MASK(floatv, vloadv(0, dy + at), act, vloadv(0, yact + at));
+            vstorev(scale * (d - db - xhat * dg), 0, dx + at);
+            if (act & ACT_RESIDUAL) {
+                vstorev(d, 0, dres + at);
+            }
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
             const float xhat = ((x[base + t] - h) - l) * is;
-            dx[base + t] = scale * (dy[base + t] - db - xhat * dg);
+            const float d = RELU_MASK(float, dy[base + t], act, yact[base + t]);
+            dx[base + t] = scale * (d - db - xhat * dg);
+            if (act & ACT_RESIDUAL) {
+                dres[base + t] = d;
+            }
         }
     }
 }
@@ -94,7 +103,8 @@ inline void dx_rows(__global const float* x, __global const float* dy, __global 
     __global const float* mean_hi, __global const float* mean_lo,                     \
     __global const float* invstd,                                                     \
     __global float* part_db, __global float* part_dg, volatile __global int* counter, \
-    __global float* dbeta, __global float* dgamma
+    __global float* dbeta, __global float* dgamma,                                   \
+    __global const float* yact, const int act
 
 __kernel void bn_grad_rows(__global const float* x, __global const float* dy, const int channels, const int inner,
                            const int segs, const int seg_len, const int units, const int units_per_group,
@@ -109,7 +119,8 @@ __kernel void bn_grad_rows(__global const float* x, __global const float* dy, co
     const float is = invstd[c];
 
     const float2 mine = rows_grad_sums(x, dy, channels, inner, c, g * units_per_group,
-                                       min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, h, l, is);
+                                       min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, h, l, is,
+                                       yact, act);
     float2 s = local_sum2(mine, l_a, l_b, 0);
     if (lid == 0) {
         part_db[c * groups + g] = s.x;
@@ -145,7 +156,7 @@ __kernel void bn_grad_cols(__global const float* x, __global const float* dy, co
         const int r_end = min((gy + 1) * rows_per_group, outer);
         for (int r = gy * rows_per_group + ly; r < r_end; r += get_local_size(1)) {
             const int at = r * columns + j;
-            const floatc d = vloadc(0, dy + at);
+            const floatc d = RELU_MASK(floatc, vloadc(0, dy + at), act, vloadc(0, yact + at));
             sum_dy += d;
             sum_dyx += d * (((vloadc(0, x + at) - h) - l) * is);
         }
@@ -184,7 +195,8 @@ __kernel void bn_grad_cols(__global const float* x, __global const float* dy, co
 #define DX_ARGS                                                                            \
     const float inv_m, __global const float* mean_hi, __global const float* mean_lo,       \
     __global const float* invstd, __global const float* gamma,                             \
-    __global const float* dbeta, __global const float* dgamma
+    __global const float* dbeta, __global const float* dgamma,                             \
+    __global const float* yact, const int act, __global float* dres
 
 __kernel void bn_dx_rows(__global const float* x, __global const float* dy, __global float* dx,
                          const int channels, const int inner,
@@ -200,7 +212,7 @@ __kernel void bn_dx_rows(__global const float* x, __global const float* dy, __gl
     const float db = dbeta[c] * inv_m;
     const float dg = dgamma[c] * inv_m;
     dx_rows(x, dy, dx, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
-            seg_len, lid, lsize, h, l, is, scale, db, dg);
+            seg_len, lid, lsize, h, l, is, scale, db, dg, yact, act, dres);
 }
 
 __kernel void bn_dx_cols(__global const float* x, __global const float* dy, __global float* dx,
@@ -221,6 +233,10 @@ __kernel void bn_dx_cols(__global const float* x, __global const float* dy, __gl
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
         const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
-        vstorec(scale * (vloadc(0, dy + at) - db - xhat * dg), 0, dx + at);
+        const floatc d = RELU_MASK(floatc, vloadc(0, dy + at), act, vloadc(0, yact + at));
+        vstorec(scale * (d - db - xhat * dg), 0, dx + at);
+        if (act & ACT_RESIDUAL) {
+            vstorec(d, 0, dres + at);
+        }
     }
 }

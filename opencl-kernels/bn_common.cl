@@ -184,6 +184,20 @@ inline int flat_local_size(void) {
     return get_local_size(0) * get_local_size(1);
 }
 
+// ---------------------------------------------------------------- fused activation
+
+// A bit set chosen per call: ACT_RESIDUAL adds a residual tensor to the normalised value, then
+// ACT_RELU clamps at 0 (oneDNN's fuse_norm_relu / fuse_norm_add_relu, cuDNN's BN + activation).
+// ReLU keeps NaN, as torch.relu does: select keeps v unless v < 0, and NaN < 0 is false.
+#define ACT_RELU 1
+#define ACT_RESIDUAL 2
+#define EPILOGUE(T, v, act, residual_value) \
+    (((act) & ACT_RELU) ? select((v) + (residual_value), (T) 0.0f, ((v) + (residual_value)) < 0.0f) \
+                        : (v) + (residual_value))
+// Backward through ReLU: the mask is recomputed from the forward output y (y > 0 exactly where the
+// pre-activation was > 0), so no mask is stored; without ReLU dy passes through unchanged.
+#define RELU_MASK(T, d, act, y) (((act) & ACT_RELU) ? select((T) 0.0f, (d), (y) > 0.0f) : (d))
+
 // ---------------------------------------------------------------- partial layouts
 
 // How a channel's partials are laid out: partial (a, b) of channel c is at

@@ -17,7 +17,9 @@ inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
 // channel c (same decomposition as rows_moments).
 inline void affine_rows(__global const float* x, __global float* y, int channels, int inner, int c,
                         int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                        float h, float l, float is, float ga, float be) {
+                        float h, float l, float is, float ga, float be,
+                        __global const float* residual, int act) {
+    const int add = act & ACT_RESIDUAL;
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
         const int start = (u - o * segs) * seg_len;
@@ -27,11 +29,13 @@ inline void affine_rows(__global const float* x, __global float* y, int channels
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
             const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            vstorev(ga * xhat + be, 0, y + at);
+            const floatv z = add ? vloadv(0, residual + at) : (floatv) 0.0f;
+            vstorev(EPILOGUE(floatv, ga * xhat + be, act, z), 0, y + at);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
             const float xhat = ((x[base + t] - h) - l) * is;
-            y[base + t] = ga * xhat + be;
+            const float z = add ? residual[base + t] : 0.0f;
+            y[base + t] = EPILOGUE(float, ga * xhat + be, act, z);
         }
     }
 }
@@ -42,7 +46,8 @@ __kernel void bn_affine_rows(__global const float* x, __global float* y, const i
                              const int from_running, const float eps,
                              __global const float* mean_hi, __global const float* mean_lo,
                              __global const float* stat2,
-                             __global const float* gamma, __global const float* beta) {
+                             __global const float* gamma, __global const float* beta,
+                             __global const float* residual, const int act) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
@@ -54,7 +59,7 @@ __kernel void bn_affine_rows(__global const float* x, __global float* y, const i
     const float be = beta[c];
 
     affine_rows(x, y, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
-                seg_len, lid, lsize, h, l, is, ga, be);
+                seg_len, lid, lsize, h, l, is, ga, be, residual, act);
 }
 
 // COLS traversal: grid (column items, row groups * LY), local (LX, LY).
@@ -63,7 +68,8 @@ __kernel void bn_affine_cols(__global const float* x, __global float* y, const i
                              const int from_running, const float eps,
                              __global const float* mean_hi, __global const float* mean_lo,
                              __global const float* stat2,
-                             __global const float* gamma, __global const float* beta) {
+                             __global const float* gamma, __global const float* beta,
+                             __global const float* residual, const int act) {
     const int columns = channels * inner;
     const int j = get_global_id(0) * CW;
     if (j >= columns) {
@@ -80,6 +86,7 @@ __kernel void bn_affine_cols(__global const float* x, __global float* y, const i
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
         const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
-        vstorec(ga * xhat + be, 0, y + at);
+        const floatc z = (act & ACT_RESIDUAL) ? vloadc(0, residual + at) : (floatc) 0.0f;
+        vstorec(EPILOGUE(floatc, ga * xhat + be, act, z), 0, y + at);
     }
 }

@@ -12,6 +12,7 @@ __kernel void bn_train_fused_rows(__global const float* x, __global float* y, co
                                   __global float* save_invstd, __global float* running_mean,
                                   __global float* running_var, __global int* skipped,
                                   __global const float* gamma, __global const float* beta,
+                                  __global const float* residual, const int act,
                                   __local float* l_n, __local float* l_mean, __local float* l_var) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
@@ -25,7 +26,7 @@ __kernel void bn_train_fused_rows(__global const float* x, __global float* y, co
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
     affine_rows(x, y, channels, inner, c, 0, outer, 1, inner, lid, lsize, save_mean[c], save_mean_lo[c],
-                save_invstd[c], gamma[c], beta[c]);
+                save_invstd[c], gamma[c], beta[c], residual, act);
 }
 
 __kernel void bn_backward_fused_rows(__global const float* x, __global const float* dy, __global float* dx,
@@ -33,6 +34,7 @@ __kernel void bn_backward_fused_rows(__global const float* x, __global const flo
                                      __global const float* mean_hi, __global const float* mean_lo,
                                      __global const float* invstd, __global const float* gamma,
                                      __global float* dbeta, __global float* dgamma,
+                                     __global const float* yact, const int act, __global float* dres,
                                      __local float* l_a, __local float* l_b) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
@@ -40,7 +42,7 @@ __kernel void bn_backward_fused_rows(__global const float* x, __global const flo
     const float h = mean_hi[c];
     const float l = mean_lo[c];
     const float is = invstd[c];
-    float2 s = rows_grad_sums(x, dy, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is);
+    float2 s = rows_grad_sums(x, dy, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is, yact, act);
     local_sum2(s, l_a, l_b, 0);
     s = (float2)(l_a[0], l_b[0]);  // the channel's sums; local_sum2 ended with a barrier
     if (lid == 0) {
@@ -48,5 +50,5 @@ __kernel void bn_backward_fused_rows(__global const float* x, __global const flo
         dgamma[c] = s.y;
     }
     dx_rows(x, dy, dx, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is, gamma[c] * is, s.x * inv_m,
-            s.y * inv_m);
+            s.y * inv_m, yact, act, dres);
 }

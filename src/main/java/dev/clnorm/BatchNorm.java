@@ -5,6 +5,7 @@ import dev.clnorm.backend.BatchNormBuffers;
 import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.Epilogue;
 import dev.clnorm.backend.RunningUpdate;
 
 import java.util.ArrayList;
@@ -86,6 +87,7 @@ public final class BatchNorm implements AutoCloseable {
     private final boolean useScale;
     private final boolean useShift;
     private final boolean useGlobalStats;
+    private final Activation activation;
     private final boolean trackRunningStats;
     private final boolean strictNonFinite;
     private final BatchNormOps ops;
@@ -110,6 +112,7 @@ public final class BatchNorm implements AutoCloseable {
         this.useScale = b.useScale;
         this.useShift = b.useShift;
         this.useGlobalStats = b.useGlobalStats;
+        this.activation = b.activation;
         this.trackRunningStats = b.trackRunningStats;
         this.strictNonFinite = b.strictNonFinite;
         List<AutoCloseable> made = new ArrayList<>();
@@ -169,6 +172,7 @@ public final class BatchNorm implements AutoCloseable {
         private boolean useScale = true;
         private boolean useShift = true;
         private boolean useGlobalStats = false;
+        private Activation activation = Activation.NONE;
         private boolean trackRunningStats = true;
         private boolean strictNonFinite = false;
         private Backend backend;
@@ -230,6 +234,12 @@ public final class BatchNorm implements AutoCloseable {
          */
         public Builder useGlobalStats(boolean useGlobalStats) {
             this.useGlobalStats = useGlobalStats;
+            return this;
+        }
+
+        /** An activation fused into the forward and backward kernels (default NONE). */
+        public Builder activation(Activation activation) {
+            this.activation = java.util.Objects.requireNonNull(activation, "activation");
             return this;
         }
 
@@ -299,7 +309,7 @@ public final class BatchNorm implements AutoCloseable {
         checkTrainable(x, g);
         Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
         try {
-            runTraining(x, y, g);
+            runTraining(x, y, g, epilogue(null));
         } catch (RuntimeException e) {
             y.close();
             throw e;
@@ -312,16 +322,33 @@ public final class BatchNorm implements AutoCloseable {
         Geometry g = checkInput(x, "input");
         checkSameShape(x, y, "output");
         checkTrainable(x, g);
-        runTraining(x, y, g);
+        runTraining(x, y, g, epilogue(null));
     }
 
-    private void runTraining(Tensor x, Tensor y, Geometry g) {
+    /**
+     * Training forward with a fused residual add: y = act(bn(x) + residual), act the layer's
+     * {@link Activation} (oneDNN's fuse_norm_add_relu with {@link Activation#RELU}).
+     */
+    public synchronized void forwardTraining(Tensor x, Tensor residual, Tensor y) {
+        Geometry g = checkInput(x, "input");
+        checkSameShape(x, residual, "residual");
+        checkSameShape(x, y, "output");
+        checkTrainable(x, g);
+        runTraining(x, y, g, epilogue(residual));
+    }
+
+    /** The forward epilogue of this layer: its activation, and the residual if one is given. */
+    private Epilogue epilogue(Tensor residual) {
+        return new Epilogue(activation == Activation.RELU, residual == null ? null : residual.buffer(), null, null);
+    }
+
+    private void runTraining(Tensor x, Tensor y, Geometry g, Epilogue epilogue) {
         if (g.valuesPerChannel() == 0) {
             savedGeometry = g;
             return;  // empty batch: empty output, running statistics untouched
         }
         if (useGlobalStats) {
-            runFrozen(x, y, g);
+            runFrozen(x, y, g, epilogue);
             return;
         }
         RunningUpdate update = RunningUpdate.NONE;
@@ -338,7 +365,7 @@ public final class BatchNorm implements AutoCloseable {
         int[] skippedBefore = rollback ? readInts(state.skippedUpdates()) : null;
         savedGeometry = null;
         savedFrozen = false;
-        ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, update);
+        ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, update, epilogue);
         if (strictNonFinite) {
             List<Integer> bad = nonFiniteChannels(skippedBefore);
             if (!bad.isEmpty()) {
@@ -358,14 +385,14 @@ public final class BatchNorm implements AutoCloseable {
     }
 
     /** useGlobalStats: normalise with the running statistics, saved as constants for backward. */
-    private void runFrozen(Tensor x, Tensor y, Geometry g) {
+    private void runFrozen(Tensor x, Tensor y, Geometry g, Epilogue epilogue) {
         if (runningStatsUnverified) {
             checkRunningStats(read(state.runningMean()), read(state.runningVar()), " (written through deviceState())");
             runningStatsUnverified = false;
         }
         savedGeometry = null;
         ops.savedStatsFromRunning(state, eps);
-        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
+        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps, epilogue);
         savedFrozen = true;
         savedGeometry = g;
     }
@@ -396,7 +423,7 @@ public final class BatchNorm implements AutoCloseable {
         checkInferable(x, g);
         Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
         try {
-            runInference(x, y, g);
+            runInference(x, y, g, epilogue(null));
         } catch (RuntimeException e) {
             y.close();
             throw e;
@@ -408,7 +435,16 @@ public final class BatchNorm implements AutoCloseable {
         Geometry g = checkInput(x, "input");
         checkSameShape(x, y, "output");
         checkInferable(x, g);
-        runInference(x, y, g);
+        runInference(x, y, g, epilogue(null));
+    }
+
+    /** Inference forward with a fused residual add: y = act(bn(x) + residual). */
+    public synchronized void forwardInference(Tensor x, Tensor residual, Tensor y) {
+        Geometry g = checkInput(x, "input");
+        checkSameShape(x, residual, "residual");
+        checkSameShape(x, y, "output");
+        checkInferable(x, g);
+        runInference(x, y, g, epilogue(residual));
     }
 
     /**
@@ -429,15 +465,15 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    private void runInference(Tensor x, Tensor y, Geometry g) {
+    private void runInference(Tensor x, Tensor y, Geometry g, Epilogue epilogue) {
         if (g.valuesPerChannel() == 0) {
             return;
         }
         if (!trackRunningStats) {
-            ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, RunningUpdate.NONE);
+            ops.trainingForward(g, x.buffer(), y.buffer(), state, eps, RunningUpdate.NONE, epilogue);
             return;
         }
-        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps);
+        ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps, epilogue);
     }
 
     private static void checkRunningStats(float[] mean, float[] var, String source) {
@@ -467,9 +503,10 @@ public final class BatchNorm implements AutoCloseable {
      */
     public synchronized Tensor backward(Tensor x, Tensor dy) {
         Geometry g = checkBackward(x, dy);
+        checkNoActivation();
         Tensor dx = Tensor.zeros(backend, x.layout(), x.shape());
         try {
-            runBackward(x, dy, dx, g);
+            runBackward(x, dy, dx, g, Epilogue.NONE);
         } catch (RuntimeException e) {
             dx.close();
             throw e;
@@ -480,7 +517,38 @@ public final class BatchNorm implements AutoCloseable {
     public synchronized void backward(Tensor x, Tensor dy, Tensor dx) {
         Geometry g = checkBackward(x, dy);
         checkSameShape(x, dx, "dx");
-        runBackward(x, dy, dx, g);
+        checkNoActivation();
+        runBackward(x, dy, dx, g, Epilogue.NONE);
+    }
+
+    /**
+     * Backward of a training forward with the layer's activation: {@code y} is that forward's output,
+     * from which the ReLU mask is recomputed (y &gt; 0), so no mask is stored.
+     */
+    public synchronized void backward(Tensor x, Tensor y, Tensor dy, Tensor dx) {
+        Geometry g = checkBackward(x, dy);
+        checkSameShape(x, y, "y");
+        checkSameShape(x, dx, "dx");
+        runBackward(x, dy, dx, g, new Epilogue(activation == Activation.RELU, null, y.buffer(), null));
+    }
+
+    /**
+     * Backward of a training forward with a residual: also writes the residual's gradient (dy through
+     * the activation) to {@code dResidual}.
+     */
+    public synchronized void backward(Tensor x, Tensor y, Tensor dy, Tensor dx, Tensor dResidual) {
+        Geometry g = checkBackward(x, dy);
+        checkSameShape(x, y, "y");
+        checkSameShape(x, dx, "dx");
+        checkSameShape(x, dResidual, "dResidual");
+        runBackward(x, dy, dx, g, new Epilogue(activation == Activation.RELU, null, y.buffer(), dResidual.buffer()));
+    }
+
+    private void checkNoActivation() {
+        if (activation != Activation.NONE) {
+            throw new IllegalStateException("this layer fuses " + activation + ": its backward needs the forward "
+                    + "output y for the mask; call backward(x, y, dy, dx)");
+        }
     }
 
     private Geometry checkBackward(Tensor x, Tensor dy) {
@@ -496,13 +564,13 @@ public final class BatchNorm implements AutoCloseable {
         return g;
     }
 
-    private void runBackward(Tensor x, Tensor dy, Tensor dx, Geometry g) {
+    private void runBackward(Tensor x, Tensor dy, Tensor dx, Geometry g, Epilogue epilogue) {
         if (g.valuesPerChannel() == 0) {
             backend.fill(gradWeight, 0.0f);
             backend.fill(gradBias, 0.0f);
             return;
         }
-        ops.backward(g, x.buffer(), dy.buffer(), dx.buffer(), state, gradWeight, gradBias, savedFrozen);
+        ops.backward(g, x.buffer(), dy.buffer(), dx.buffer(), state, gradWeight, gradBias, savedFrozen, epilogue);
     }
 
     // ---------------------------------------------------------------- float[] conveniences
@@ -798,6 +866,10 @@ public final class BatchNorm implements AutoCloseable {
     /** Whether beta is learnable (Keras' center). */
     public boolean useShift() {
         return useShift;
+    }
+
+    public Activation activation() {
+        return activation;
     }
 
     /** Whether the training forward uses the running statistics (a frozen layer). */

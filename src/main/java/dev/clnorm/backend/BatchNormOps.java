@@ -12,7 +12,7 @@ public interface BatchNormOps extends AutoCloseable {
 
     /** Batch statistics, normalisation and (optionally) the running-statistics update. */
     void trainingForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state, float eps,
-                         RunningUpdate update);
+                         RunningUpdate update, Epilogue epilogue);
 
     /**
      * Makes the running statistics the saved ones (mean = running mean, invstd = 1/sqrt(running
@@ -22,7 +22,8 @@ public interface BatchNormOps extends AutoCloseable {
     void savedStatsFromRunning(BatchNormBuffers state, float eps);
 
     /** y from the running statistics. */
-    void inferenceForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state, float eps);
+    void inferenceForward(Geometry g, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers state, float eps,
+                          Epilogue epilogue);
 
     /**
      * dx, dgamma and dbeta from the statistics saved by the last training forward. With
@@ -30,7 +31,7 @@ public interface BatchNormOps extends AutoCloseable {
      * dx = gamma * invstd * dy.
      */
     void backward(Geometry g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx, BatchNormBuffers state,
-                  DeviceBuffer dgamma, DeviceBuffer dbeta, boolean statsConstant);
+                  DeviceBuffer dgamma, DeviceBuffer dbeta, boolean statsConstant, Epilogue epilogue);
 
     @Override
     void close();

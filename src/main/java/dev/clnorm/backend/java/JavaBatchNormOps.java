@@ -5,6 +5,7 @@ import dev.clnorm.backend.BatchNormBuffers;
 import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.Epilogue;
 import dev.clnorm.backend.RunningUpdate;
 
 import java.util.function.IntConsumer;
@@ -224,11 +225,17 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     @Override
     public void trainingForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
-                                float eps, RunningUpdate update) {
+                                float eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
         float[] y = f(yb, "y");
+        normalizeTraining(g, x, y, s, eps, update);
+        applyEpilogue(g, y, epilogue);
+    }
+
+    private void normalizeTraining(Geometry g, float[] x, float[] y, BatchNormBuffers s, float eps,
+                                   RunningUpdate update) {
         BatchNormArrays a = new BatchNormArrays(s);
         int nc = g.channels();
         int inner = g.inner();
@@ -335,7 +342,8 @@ final class JavaBatchNormOps implements BatchNormOps {
     // ------------------------------------------------------------------ inference
 
     @Override
-    public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps) {
+    public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps,
+                                 Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         float[] rv = f(s.runningVar(), "running_var");
@@ -346,17 +354,60 @@ final class JavaBatchNormOps implements BatchNormOps {
         }
         affine(g, Plan.of(g), f(xb, "x"), f(yb, "y"), f(s.runningMean(), "running_mean"), new float[nc], inv,
                 f(s.gamma(), "gamma"), f(s.beta(), "beta"));
+        applyEpilogue(g, f(yb, "y"), epilogue);
+    }
+
+    /**
+     * The fused epilogue on the Java backend: y = relu(y + residual) as one more elementwise pass
+     * over y (the arrays are already in this core's memory; the OpenCL kernels fold it into the
+     * normalize pass instead).
+     */
+    private void applyEpilogue(Geometry g, float[] y, Epilogue e) {
+        if (e.forwardBits() == 0) {
+            return;
+        }
+        float[] z = e.residual() != null ? f(e.residual(), "residual") : null;
+        boolean relu = e.relu();
+        int n = (int) g.elements();
+        int tasks = Math.max(1, Math.min(64, n / BLOCK));
+        parallel(tasks, t -> {
+            int from = (int) ((long) n * t / tasks);
+            int to = (int) ((long) n * (t + 1) / tasks);
+            for (int i = from; i < to; i++) {
+                float v = z != null ? y[i] + z[i] : y[i];
+                y[i] = relu && v < 0 ? 0.0f : v;  // NaN is kept, as torch.relu keeps it
+            }
+        });
+    }
+
+    /**
+     * Backward through the epilogue: dy masked by the forward output's sign when there is a ReLU
+     * (a new array; dy itself is not modified), copied to the residual's gradient when asked.
+     */
+    private float[] effectiveDy(Geometry g, float[] dy, Epilogue e) {
+        float[] out = dy;
+        if (e.relu()) {
+            float[] y = f(e.output(), "y");
+            out = new float[dy.length];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = y[i] > 0 ? dy[i] : 0.0f;
+            }
+        }
+        if (e.residualGrad() != null) {
+            System.arraycopy(out, 0, f(e.residualGrad(), "dresidual"), 0, (int) g.elements());
+        }
+        return out;
     }
 
     // ------------------------------------------------------------------ backward
 
     @Override
     public void backward(Geometry geometry, DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, BatchNormBuffers s,
-                         DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant) {
+                         DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         float[] x = f(xb, "x");
-        float[] dy = f(dyb, "dy");
+        float[] dy = effectiveDy(g, f(dyb, "dy"), epilogue);
         float[] dx = f(dxb, "dx");
         float[] h = f(s.saveMean(), "save_mean");
         float[] l = f(s.saveMeanLo(), "save_mean_lo");

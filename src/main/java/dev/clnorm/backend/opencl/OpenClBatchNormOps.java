@@ -6,6 +6,7 @@ import dev.clnorm.backend.BatchNormOps;
 import dev.clnorm.backend.DeviceBuffer;
 import dev.clnorm.backend.DeviceInfo;
 import dev.clnorm.backend.ElementType;
+import dev.clnorm.backend.Epilogue;
 import dev.clnorm.backend.RunningUpdate;
 
 import java.util.HashMap;
@@ -48,7 +49,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
      * touch neighbouring addresses. CPUs (POCL): float8 (AVX) and one work-item per work-group, so
      * each work-group is a plain loop streaming one contiguous range and needs no barriers.
      */
-    record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups, long fuseBytes) {
+    record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups, long fuseBytes,
+                  int colsRowsPerGroup) {
         static Tuning of(DeviceInfo d, long[] maxItems) {
             int cus = Math.max(1, d.computeUnits());
             if (d.kind() == DeviceInfo.Kind.CPU) {
@@ -56,14 +58,18 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 // streams per work-item keep the statistics' rounding small.
                 // A channel whose working set fits FUSE_BYTES (the L2 of current x86 server cores)
                 // is done by one work-group in one launch, its second pass served from cache.
-                return new Tuning(8, 1, 1, 1, cus * 32, CPU_FUSE_BYTES);
+                // COLS on a CPU: a work-group spans up to 256 column items (POCL runs them as a loop)
+                // over a fixed block of 64 rows, so the block (64 rows of every column) stays in
+                // cache while the work-items sweep it, instead of each work-item striding through
+                // all rows on its own.
+                return new Tuning(8, 1, 256, 1, cus * 32, CPU_FUSE_BYTES, 64);
             }
             int wg = (int) Math.min(256, Math.min(d.maxWorkGroupSize(), maxItems[0]));
             wg = Integer.highestOneBit(Math.max(1, wg));
             int lx = Math.min(32, wg);
             // No fusion on GPUs: their L2 is shared by all compute units, so a channel read once
             // is usually evicted before a second pass could reuse it.
-            return new Tuning(4, wg, lx, Math.max(1, wg / lx), cus * 8, 0);
+            return new Tuning(4, wg, lx, Math.max(1, wg / lx), cus * 8, 0, 0);
         }
     }
 
@@ -192,7 +198,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
         int ly = Math.max(1, Math.min(tuning.colsLy(), budget / lx));
         long columnGroups = ceilDiv(items, lx);
         long wantedRowGroups = Math.max(1, ceilDiv(tuning.targetGroups(), columnGroups));
-        int rowsPerGroup = (int) Math.max(ly, ceilDiv(g.outer(), wantedRowGroups));
+        int rowsPerGroup = tuning.colsRowsPerGroup() > 0 ? tuning.colsRowsPerGroup()
+                : (int) Math.max(ly, ceilDiv(g.outer(), wantedRowGroups));
         int rowGroups = (int) ceilDiv(g.outer(), rowsPerGroup);
         return new ColsPlan(cw, lx, ly, items, rowGroups, rowsPerGroup);
     }
@@ -251,7 +258,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void trainingForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
-                                             float eps, RunningUpdate update) {
+                                             float eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
@@ -261,13 +268,15 @@ final class OpenClBatchNormOps implements BatchNormOps {
         Object[] outputs = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
                 f(s.saveInvstd(), "save_invstd"), f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
                 OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped")};
-        Object[] affine = {0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(), s.beta()};
+        Object[] fusedAct = forwardEpilogue(epilogue, xb);
+        Object[] affine = concat(new Object[]{0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(),
+                s.beta()}, fusedAct);
         if (useFused(g, 1)) {
             ClKernel fused = kernelsFor(1).get("bn_train_fused_rows");
             long l = 4L * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer()}, finalize, outputs,
-                    new Object[]{f(s.gamma(), "gamma"), f(s.beta(), "beta"), new LocalBytes(l), new LocalBytes(l),
-                            new LocalBytes(l)}));
+                    new Object[]{f(s.gamma(), "gamma"), f(s.beta(), "beta")}, fusedAct,
+                    new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1);
@@ -303,14 +312,15 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void inferenceForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
-                                              float eps) {
+                                              float eps, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
         ClBuffer yb = f(y, "y");
         // mean_lo is unused when from_running = 1; the running mean stands in for the argument.
-        Object[] affine = {1, eps, f(s.runningMean(), "running_mean"), s.runningMean(),
-                f(s.runningVar(), "running_var"), f(s.gamma(), "gamma"), f(s.beta(), "beta")};
+        Object[] affine = concat(new Object[]{1, eps, f(s.runningMean(), "running_mean"), s.runningMean(),
+                f(s.runningVar(), "running_var"), f(s.gamma(), "gamma"), f(s.beta(), "beta")},
+                forwardEpilogue(epilogue, xb));
         if (useRows(g)) {
             ClKernel norm = kernelsFor(1).get("bn_affine_rows");
             RowsPlan q = rowsPlan(g, norm);
@@ -328,7 +338,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
     @Override
     public synchronized void backward(Geometry geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx,
                                       BatchNormBuffers s, DeviceBuffer dgamma, DeviceBuffer dbeta,
-                                      boolean statsConstant) {
+                                      boolean statsConstant, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         ClBuffer xb = f(x, "x");
@@ -340,12 +350,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 f(s.saveInvstd(), "save_invstd")};
         // 1/m scales the mean and variance terms of dx; constant statistics have none.
         float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
-        Object[] dxArgs = {invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), f(s.gamma(), "gamma"), db, dg};
+        // Unused epilogue buffers get x as a stand-in argument; the kernels never touch them.
+        Object[] gradAct = {epilogue.relu() ? f(epilogue.output(), "y") : xb, epilogue.backwardBits()};
+        Object[] dxAct = {gradAct[0], gradAct[1],
+                epilogue.residualGrad() != null ? f(epilogue.residualGrad(), "dresidual") : dxb};
+        Object[] dxArgs = concat(new Object[]{invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), f(s.gamma(), "gamma"),
+                db, dg}, dxAct);
         if (useFused(g, 2)) {
             ClKernel fused = kernelsFor(1).get("bn_backward_fused_rows");
             long l = 4L * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
-                    f(s.gamma(), "gamma"), db, dg, new LocalBytes(l), new LocalBytes(l)}));
+                    f(s.gamma(), "gamma"), db, dg}, dxAct, new Object[]{new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1);
@@ -354,8 +369,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ensurePartials((long) p.groups() * g.channels());
             long l = 4L * p.localSize();
             args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), p.segs(), p.segLen(), p.units(),
-                    p.unitsPerGroup()}, stats, new Object[]{partA, partB, gradCounter, db, dg,
-                    new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+                    p.unitsPerGroup()}, stats, new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
+                    new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             grad.launch(p.global(g), p.localRange());
             ClKernel dxk = k.get("bn_dx_rows");
             RowsPlan q = rowsPlan(g, dxk);
@@ -369,14 +384,19 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
             long l = 4L * p.lx() * p.ly();
             args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, stats,
-                    new Object[]{partA, partB, gradCounter, db, dg,
-                            new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
+                    new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
+                    new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             grad.launch(p.global(), p.localRange());
             ClKernel dxk = k.get("bn_dx_cols");
             args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
                     dxArgs));
             dxk.launch(p.global(), p.localRange());
         }
+    }
+
+    /** (residual, act bits) kernel arguments; x stands in for an absent residual, never read. */
+    private Object[] forwardEpilogue(Epilogue e, ClBuffer x) {
+        return new Object[]{e.residual() != null ? f(e.residual(), "residual") : x, e.forwardBits()};
     }
 
     @Override
