@@ -40,9 +40,9 @@ inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int d
 
 // (sum dy, sum dy * xhat) over this work-item's share of units [u_begin, u_end) of channel c,
 // with VEC independent vector accumulators added in a fixed order at the end.
-inline float2 rows_grad_sums(__global const float* x, __global const float* dy, int channels, int inner, int c,
+inline float2 rows_grad_sums(__global const store_t* x, __global const store_t* dy, int channels, int inner, int c,
                              int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                             float h, float l, float is, __global const float* yact, int act) {
+                             float h, float l, float is, __global const store_t* yact, int act) {
     floatv sum_dy = (floatv) 0.0f;
     floatv sum_dyx = (floatv) 0.0f;
     float tail_dy = 0.0f;
@@ -55,24 +55,24 @@ inline float2 rows_grad_sums(__global const float* x, __global const float* dy, 
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv d = RELU_MASK(floatv, vloadv(0, dy + at), act, vloadv(0, yact + at));
+            const floatv d = RELU_MASK(floatv, TLOADV(dy + at), act, TLOADV(yact + at));
             sum_dy += d;
-            sum_dyx += d * (((vloadv(0, x + at) - h) - l) * is);
+            sum_dyx += d * (((TLOADV(x + at) - h) - l) * is);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float d = RELU_MASK(float, dy[base + t], act, yact[base + t]);
+            const float d = RELU_MASK(float, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
             tail_dy += d;
-            tail_dyx += d * (((x[base + t] - h) - l) * is);
+            tail_dyx += d * (((TLOAD(x + base + t) - h) - l) * is);
         }
     }
     return (float2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx);
 }
 
 // dx over this work-item's share of units [u_begin, u_end) of channel c.
-inline void dx_rows(__global const float* x, __global const float* dy, __global float* dx, int channels, int inner,
+inline void dx_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx, int channels, int inner,
                     int c, int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
                     float h, float l, float is, float scale, float db, float dg,
-                    __global const float* yact, int act, __global float* dres) {
+                    __global const store_t* yact, int act, __global store_t* dres) {
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
         const int start = (u - o * segs) * seg_len;
@@ -81,19 +81,19 @@ inline void dx_rows(__global const float* x, __global const float* dy, __global 
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            const floatv d = RELU_MASK(floatv, vloadv(0, dy + at), act, vloadv(0, yact + at));
-            vstorev(scale * (d - db - xhat * dg), 0, dx + at);
+            const floatv xhat = ((TLOADV(x + at) - h) - l) * is;
+            const floatv d = RELU_MASK(floatv, TLOADV(dy + at), act, TLOADV(yact + at));
+            TSTOREV(scale * (d - db - xhat * dg), dx + at);
             if (act & ACT_RESIDUAL) {
-                vstorev(d, 0, dres + at);
+                TSTOREV(d, dres + at);
             }
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((x[base + t] - h) - l) * is;
-            const float d = RELU_MASK(float, dy[base + t], act, yact[base + t]);
-            dx[base + t] = scale * (d - db - xhat * dg);
+            const float xhat = ((TLOAD(x + base + t) - h) - l) * is;
+            const float d = RELU_MASK(float, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
+            TSTORE(scale * (d - db - xhat * dg), dx + base + t);
             if (act & ACT_RESIDUAL) {
-                dres[base + t] = d;
+                TSTORE(d, dres + base + t);
             }
         }
     }
@@ -104,9 +104,9 @@ inline void dx_rows(__global const float* x, __global const float* dy, __global 
     __global const float* invstd,                                                     \
     __global float* part_db, __global float* part_dg, volatile __global int* counter, \
     __global float* dbeta, __global float* dgamma,                                   \
-    __global const float* yact, const int act
+    __global const store_t* yact, const int act
 
-__kernel void bn_grad_rows(__global const float* x, __global const float* dy, const int channels, const int inner,
+__kernel void bn_grad_rows(__global const store_t* x, __global const store_t* dy, const int channels, const int inner,
                            const int segs, const int seg_len, const int units, const int units_per_group,
                            GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
     const int lid = get_local_id(0);
@@ -137,7 +137,7 @@ __kernel void bn_grad_rows(__global const float* x, __global const float* dy, co
     }
 }
 
-__kernel void bn_grad_cols(__global const float* x, __global const float* dy, const int channels, const int inner,
+__kernel void bn_grad_cols(__global const store_t* x, __global const store_t* dy, const int channels, const int inner,
                            const int outer, const int rows_per_group,
                            GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
     const int columns = channels * inner;
@@ -156,9 +156,9 @@ __kernel void bn_grad_cols(__global const float* x, __global const float* dy, co
         const int r_end = min((gy + 1) * rows_per_group, outer);
         for (int r = gy * rows_per_group + ly; r < r_end; r += get_local_size(1)) {
             const int at = r * columns + j;
-            const floatc d = RELU_MASK(floatc, vloadc(0, dy + at), act, vloadc(0, yact + at));
+            const floatc d = RELU_MASK(floatc, TLOADC(dy + at), act, TLOADC(yact + at));
             sum_dy += d;
-            sum_dyx += d * (((vloadc(0, x + at) - h) - l) * is);
+            sum_dyx += d * (((TLOADC(x + at) - h) - l) * is);
         }
     }
 #if CW == 1
@@ -196,9 +196,9 @@ __kernel void bn_grad_cols(__global const float* x, __global const float* dy, co
     const float inv_m, __global const float* mean_hi, __global const float* mean_lo,       \
     __global const float* invstd, __global const float* gamma,                             \
     __global const float* dbeta, __global const float* dgamma,                             \
-    __global const float* yact, const int act, __global float* dres
+    __global const store_t* yact, const int act, __global store_t* dres
 
-__kernel void bn_dx_rows(__global const float* x, __global const float* dy, __global float* dx,
+__kernel void bn_dx_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
                          const int channels, const int inner,
                          const int segs, const int seg_len, const int units, const int units_per_group, DX_ARGS) {
     const int lid = get_local_id(0);
@@ -215,7 +215,7 @@ __kernel void bn_dx_rows(__global const float* x, __global const float* dy, __gl
             seg_len, lid, lsize, h, l, is, scale, db, dg, yact, act, dres);
 }
 
-__kernel void bn_dx_cols(__global const float* x, __global const float* dy, __global float* dx,
+__kernel void bn_dx_cols(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
                          const int channels, const int inner, const int outer, const int rows_per_group, DX_ARGS) {
     const int columns = channels * inner;
     const int j = get_global_id(0) * CW;
@@ -232,11 +232,11 @@ __kernel void bn_dx_cols(__global const float* x, __global const float* dy, __gl
     const int r_end = min((gy + 1) * rows_per_group, outer);
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
-        const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
-        const floatc d = RELU_MASK(floatc, vloadc(0, dy + at), act, vloadc(0, yact + at));
-        vstorec(scale * (d - db - xhat * dg), 0, dx + at);
+        const floatc xhat = ((TLOADC(x + at) - h) - l) * is;
+        const floatc d = RELU_MASK(floatc, TLOADC(dy + at), act, TLOADC(yact + at));
+        TSTOREC(scale * (d - db - xhat * dg), dx + at);
         if (act & ACT_RESIDUAL) {
-            vstorec(d, 0, dres + at);
+            TSTOREC(d, dres + at);
         }
     }
 }

@@ -63,6 +63,70 @@ typedef CAT(int, CW) intc;
 #endif
 #endif
 
+// ---------------------------------------------------------------- storage types
+
+// Tensors (x, y, dy, dx, residual) are stored as float32 (STORAGE 0), float16 (1) or bfloat16 (2);
+// every computation is in float32 and parameters and statistics are always float32. float16 uses
+// the core vload_half/vstore_half (no cl_khr_fp16 needed; stores round to nearest even). bfloat16
+// is the top half of a float32: loads shift, stores round to nearest even and keep NaN a NaN.
+#ifndef STORAGE
+#define STORAGE 0
+#endif
+#if STORAGE == 0
+typedef float store_t;
+#define TLOAD(p) (*(p))
+#define TSTORE(v, p) (*(p) = (v))
+#define TLOADV(p) vloadv(0, (p))
+#define TSTOREV(v, p) vstorev((v), 0, (p))
+#define TLOADC(p) vloadc(0, (p))
+#define TSTOREC(v, p) vstorec((v), 0, (p))
+#elif STORAGE == 1
+typedef half store_t;
+#define TLOAD(p) vload_half(0, (p))
+#define TSTORE(v, p) vstore_half((v), 0, (p))
+#define TLOADV(p) CAT(vload_half, VEC)(0, (p))
+#define TSTOREV(v, p) CAT(vstore_half, VEC)((v), 0, (p))
+#if CW == 1
+#define TLOADC(p) vload_half(0, (p))
+#define TSTOREC(v, p) vstore_half((v), 0, (p))
+#else
+#define TLOADC(p) CAT(vload_half, CW)(0, (p))
+#define TSTOREC(v, p) CAT(vstore_half, CW)((v), 0, (p))
+#endif
+#elif STORAGE == 2
+typedef ushort store_t;
+inline float bf16_load(__global const ushort* p) {
+    return as_float(((uint) *p) << 16);
+}
+inline void bf16_store(float v, __global ushort* p) {
+    const uint u = as_uint(v);
+    *p = (ushort) (isnan(v) ? ((u >> 16) | 0x40u) : ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16));
+}
+#define BF16_LOAD_N(n, p) CAT(as_float, n)(CAT(convert_uint, n)(CAT(vload, n)(0, (p))) << 16)
+#define DEFINE_BF16_STORE_N(n)                                                                  \
+    inline void CAT(bf16_store, n)(CAT(float, n) v, __global ushort* p) {                      \
+        const CAT(uint, n) u = CAT(as_uint, n)(v);                                              \
+        const CAT(uint, n) rounded = (u + (CAT(uint, n)) (0x7FFFu) + ((u >> 16) & (CAT(uint, n)) (1u))) >> 16; \
+        const CAT(uint, n) bits = select(rounded, (u >> 16) | (CAT(uint, n)) (0x40u), isnan(v)); \
+        CAT(vstore, n)(CAT(convert_ushort, n)(bits), 0, p);                                      \
+    }
+DEFINE_BF16_STORE_N(4)
+DEFINE_BF16_STORE_N(8)
+#define TLOAD(p) bf16_load(p)
+#define TSTORE(v, p) bf16_store((v), (p))
+#define TLOADV(p) BF16_LOAD_N(VEC, p)
+#define TSTOREV(v, p) CAT(bf16_store, VEC)((v), (p))
+#if CW == 1
+#define TLOADC(p) bf16_load(p)
+#define TSTOREC(v, p) bf16_store((v), (p))
+#else
+#define TLOADC(p) BF16_LOAD_N(CW, p)
+#define TSTOREC(v, p) CAT(bf16_store, CW)((v), (p))
+#endif
+#else
+#error "STORAGE must be 0 (float32), 1 (float16) or 2 (bfloat16)"
+#endif
+
 // ---------------------------------------------------------------- moments (statistics)
 
 // Running (count, mean, var) summary; var = M2 / n, the biased variance. Keeping var rather than
@@ -138,16 +202,16 @@ inline float clamp_nonnegative(float v) {
 #ifndef BV
 #define BV 16
 #endif
-inline moments block_moments(__global const float* p, int step, float shift) {
+inline moments block_moments(__global const store_t* p, int step, float shift) {
     const float inv = 1.0f / (BV * VEC);
     floatv s = (floatv) 0.0f;
     for (int b = 0; b < BV; b++) {
-        s += (vloadv(0, p + b * step) - shift) * STATS_SCALE;
+        s += (TLOADV(p + b * step) - shift) * STATS_SCALE;
     }
     const float m = vsum(s) * inv;
     floatv q = (floatv) 0.0f;
     for (int b = 0; b < BV; b++) {
-        const floatv d = (vloadv(0, p + b * step) - shift) * STATS_SCALE - m;
+        const floatv d = (TLOADV(p + b * step) - shift) * STATS_SCALE - m;
         q += d * d;
     }
     moments r = {(float) (BV * VEC), m, vsum(q) * inv};

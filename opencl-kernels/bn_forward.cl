@@ -15,10 +15,10 @@ inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
 
 // y = ga * (((x - h) - l) * is) + be over this work-item's share of units [u_begin, u_end) of
 // channel c (same decomposition as rows_moments).
-inline void affine_rows(__global const float* x, __global float* y, int channels, int inner, int c,
+inline void affine_rows(__global const store_t* x, __global store_t* y, int channels, int inner, int c,
                         int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
                         float h, float l, float is, float ga, float be,
-                        __global const float* residual, int act) {
+                        __global const store_t* residual, int act) {
     const int add = act & ACT_RESIDUAL;
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
@@ -28,26 +28,26 @@ inline void affine_rows(__global const float* x, __global float* y, int channels
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv xhat = ((vloadv(0, x + at) - h) - l) * is;
-            const floatv z = add ? vloadv(0, residual + at) : (floatv) 0.0f;
-            vstorev(EPILOGUE(floatv, ga * xhat + be, act, z), 0, y + at);
+            const floatv xhat = ((TLOADV(x + at) - h) - l) * is;
+            const floatv z = add ? TLOADV(residual + at) : (floatv) 0.0f;
+            TSTOREV(EPILOGUE(floatv, ga * xhat + be, act, z), y + at);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((x[base + t] - h) - l) * is;
-            const float z = add ? residual[base + t] : 0.0f;
-            y[base + t] = EPILOGUE(float, ga * xhat + be, act, z);
+            const float xhat = ((TLOAD(x + base + t) - h) - l) * is;
+            const float z = add ? TLOAD(residual + base + t) : 0.0f;
+            TSTORE(EPILOGUE(float, ga * xhat + be, act, z), y + base + t);
         }
     }
 }
 
 // ROWS traversal with the same work decomposition as bn_stats_rows.
-__kernel void bn_affine_rows(__global const float* x, __global float* y, const int channels, const int inner,
+__kernel void bn_affine_rows(__global const store_t* x, __global store_t* y, const int channels, const int inner,
                              const int segs, const int seg_len, const int units, const int units_per_group,
                              const int from_running, const float eps,
                              __global const float* mean_hi, __global const float* mean_lo,
                              __global const float* stat2,
                              __global const float* gamma, __global const float* beta,
-                             __global const float* residual, const int act) {
+                             __global const store_t* residual, const int act) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
@@ -63,13 +63,13 @@ __kernel void bn_affine_rows(__global const float* x, __global float* y, const i
 }
 
 // COLS traversal: grid (column items, row groups * LY), local (LX, LY).
-__kernel void bn_affine_cols(__global const float* x, __global float* y, const int channels, const int inner,
+__kernel void bn_affine_cols(__global const store_t* x, __global store_t* y, const int channels, const int inner,
                              const int outer, const int rows_per_group,
                              const int from_running, const float eps,
                              __global const float* mean_hi, __global const float* mean_lo,
                              __global const float* stat2,
                              __global const float* gamma, __global const float* beta,
-                             __global const float* residual, const int act) {
+                             __global const store_t* residual, const int act) {
     const int columns = channels * inner;
     const int j = get_global_id(0) * CW;
     if (j >= columns) {
@@ -85,8 +85,8 @@ __kernel void bn_affine_cols(__global const float* x, __global float* y, const i
     const int r_end = min((gy + 1) * rows_per_group, outer);
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
-        const floatc xhat = ((vloadc(0, x + at) - h) - l) * is;
-        const floatc z = (act & ACT_RESIDUAL) ? vloadc(0, residual + at) : (floatc) 0.0f;
-        vstorec(EPILOGUE(floatc, ga * xhat + be, act, z), 0, y + at);
+        const floatc xhat = ((TLOADC(x + at) - h) - l) * is;
+        const floatc z = (act & ACT_RESIDUAL) ? TLOADC(residual + at) : (floatc) 0.0f;
+        TSTOREC(EPILOGUE(floatc, ga * xhat + be, act, z), y + at);
     }
 }

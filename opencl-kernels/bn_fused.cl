@@ -5,19 +5,19 @@
 // 8 bytes/element of a copy instead of 12 (forward) or 20 (backward, with dy) of two launches.
 // Grid (L, channels): work-group c owns channel c, all `outer` rows, one unit per row.
 
-__kernel void bn_train_fused_rows(__global const float* x, __global float* y, const int channels, const int inner,
+__kernel void bn_train_fused_rows(__global const store_t* x, __global store_t* y, const int channels, const int inner,
                                   const int outer, const float eps, const float keep, const float factor,
                                   const int update_running, const int unbiased_running,
                                   __global float* save_mean, __global float* save_mean_lo,
                                   __global float* save_invstd, __global float* running_mean,
                                   __global float* running_var, __global int* skipped,
                                   __global const float* gamma, __global const float* beta,
-                                  __global const float* residual, const int act,
+                                  __global const store_t* residual, const int act,
                                   __local float* l_n, __local float* l_mean, __local float* l_var) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int c = get_group_id(1);
-    const float shift = x[c * inner];
+    const float shift = TLOAD(x + c * inner);
     moments acc = rows_moments(x, channels, inner, c, 0, outer, 1, inner, lid, lsize, shift);
     acc = local_merge(acc, l_n, l_mean, l_var, 0);
     if (lid == 0) {
@@ -29,12 +29,12 @@ __kernel void bn_train_fused_rows(__global const float* x, __global float* y, co
                 save_invstd[c], gamma[c], beta[c], residual, act);
 }
 
-__kernel void bn_backward_fused_rows(__global const float* x, __global const float* dy, __global float* dx,
+__kernel void bn_backward_fused_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
                                      const int channels, const int inner, const int outer, const float inv_m,
                                      __global const float* mean_hi, __global const float* mean_lo,
                                      __global const float* invstd, __global const float* gamma,
                                      __global float* dbeta, __global float* dgamma,
-                                     __global const float* yact, const int act, __global float* dres,
+                                     __global const store_t* yact, const int act, __global store_t* dres,
                                      __local float* l_a, __local float* l_b) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);

@@ -36,7 +36,7 @@ inline void finish_channel(int c, moments acc, float shift, float eps, float kee
 }
 
 // Merges channel c's partials in index order and finishes its statistics.
-inline void finalize_channel(int c, partial_layout pl, __global const float* x, int inner,
+inline void finalize_channel(int c, partial_layout pl, __global const store_t* x, int inner,
                              volatile __global const float* part_n,
                              volatile __global const float* part_mean,
                              volatile __global const float* part_var,
@@ -52,7 +52,7 @@ inline void finalize_channel(int c, partial_layout pl, __global const float* x, 
             acc = moments_merge(acc, m);
         }
     }
-    finish_channel(c, acc, x[c * inner], eps, keep, factor, update_running, unbiased_running, save_mean,
+    finish_channel(c, acc, TLOAD(x + c * inner), eps, keep, factor, update_running, unbiased_running, save_mean,
                    save_mean_lo, save_invstd, running_mean, running_var, skipped);
 }
 
@@ -84,24 +84,24 @@ inline moments local_merge(moments acc, __local float* l_n, __local float* l_mea
 
 // Moments of channel c over units [u_begin, u_end) of the ROWS decomposition, this work-item's
 // share: vectors lid, lid + lsize, ... of each unit's segment, then the scalar tail.
-inline moments rows_moments(__global const float* x, int channels, int inner, int c, int u_begin, int u_end,
+inline moments rows_moments(__global const store_t* x, int channels, int inner, int c, int u_begin, int u_end,
                             int segs, int seg_len, int lid, int lsize, float shift) {
     moments acc = moments_empty();
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
         const int start = (u - o * segs) * seg_len;
         const int end = min(start + seg_len, inner);
-        __global const float* row = x + (o * channels + c) * inner;
+        __global const store_t* row = x + (o * channels + c) * inner;
         const int vecs = (end - start) / VEC;
         int k = lid;
         for (; k + (BV - 1) * lsize < vecs; k += BV * lsize) {
             acc = moments_merge(acc, block_moments(row + start + k * VEC, lsize * VEC, shift));
         }
         for (; k < vecs; k += lsize) {
-            acc = moments_push_vec(acc, (vloadv(0, row + start + k * VEC) - shift) * STATS_SCALE);
+            acc = moments_push_vec(acc, (TLOADV(row + start + k * VEC) - shift) * STATS_SCALE);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            acc = moments_push(acc, (row[t] - shift) * STATS_SCALE);
+            acc = moments_push(acc, (TLOAD(row + t) - shift) * STATS_SCALE);
         }
     }
     return acc;
@@ -116,7 +116,7 @@ inline moments rows_moments(__global const float* x, int channels, int inner, in
     __global float* running_mean, __global float* running_var, __global int* skipped
 
 // ROWS traversal. Grid (groups_per_channel * L, channels), local (L, 1).
-__kernel void bn_stats_rows(__global const float* x, const int channels, const int inner,
+__kernel void bn_stats_rows(__global const store_t* x, const int channels, const int inner,
                             const int segs, const int seg_len, const int units, const int units_per_group,
                             STATS_FINALIZE_ARGS,
                             __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
@@ -125,7 +125,7 @@ __kernel void bn_stats_rows(__global const float* x, const int channels, const i
     const int g = get_group_id(0);
     const int c = get_group_id(1);
     const int groups = get_num_groups(0);
-    const float shift = x[c * inner];
+    const float shift = TLOAD(x + c * inner);
 
     moments acc = rows_moments(x, channels, inner, c, g * units_per_group,
                                min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, shift);
@@ -152,7 +152,7 @@ __kernel void bn_stats_rows(__global const float* x, const int channels, const i
 // local (LX, LY): work-item (jx, y) owns columns [jx*CW, jx*CW + CW) and rows y, y + LY, ... of its
 // row group. CW > 1 only when inner == 1, so each lane is its own channel and the shift vector is
 // the first row.
-__kernel void bn_stats_cols(__global const float* x, const int channels, const int inner, const int outer,
+__kernel void bn_stats_cols(__global const store_t* x, const int channels, const int inner, const int outer,
                             const int rows_per_group,
                             STATS_FINALIZE_ARGS,
                             __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
@@ -171,9 +171,9 @@ __kernel void bn_stats_cols(__global const float* x, const int channels, const i
     floatc var = (floatc) 0.0f;
     if (valid) {
 #if CW == 1
-        const floatc shift = x[(j / inner) * inner];
+        const floatc shift = TLOAD(x + (j / inner) * inner);
 #else
-        const floatc shift = vloadc(jv, x);
+        const floatc shift = TLOADC(x + jv * CW);
 #endif
         const int r_end = min((gy + 1) * rows_per_group, outer);
         int r = gy * rows_per_group + ly;
@@ -182,12 +182,12 @@ __kernel void bn_stats_cols(__global const float* x, const int channels, const i
         for (; r + (BV - 1) * lys < r_end; r += BV * lys) {
             floatc s = (floatc) 0.0f;
             for (int b = 0; b < BV; b++) {
-                s += (vloadc(0, x + (r + b * lys) * columns + j) - shift) * STATS_SCALE;
+                s += (TLOADC(x + (r + b * lys) * columns + j) - shift) * STATS_SCALE;
             }
             const floatc bm = s * (1.0f / BV);
             floatc q = (floatc) 0.0f;
             for (int b = 0; b < BV; b++) {
-                const floatc d = (vloadc(0, x + (r + b * lys) * columns + j) - shift) * STATS_SCALE - bm;
+                const floatc d = (TLOADC(x + (r + b * lys) * columns + j) - shift) * STATS_SCALE - bm;
                 q += d * d;
             }
             const float total = n + BV;
@@ -199,7 +199,7 @@ __kernel void bn_stats_cols(__global const float* x, const int channels, const i
             n = total;
         }
         for (; r < r_end; r += lys) {
-            const floatc v = (vloadc(0, x + r * columns + j) - shift) * STATS_SCALE;
+            const floatc v = (TLOADC(x + r * columns + j) - shift) * STATS_SCALE;
             n += 1.0f;
             const floatc delta = v - mean;
             mean += delta / n;

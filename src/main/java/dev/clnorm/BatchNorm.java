@@ -307,7 +307,7 @@ public final class BatchNorm implements AutoCloseable {
     public synchronized Tensor forwardTraining(Tensor x) {
         Geometry g = checkInput(x, "input");
         checkTrainable(x, g);
-        Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
+        Tensor y = Tensor.zeros(backend, x.layout(), x.dtype(), x.shape());
         try {
             runTraining(x, y, g, epilogue(null));
         } catch (RuntimeException e) {
@@ -421,7 +421,7 @@ public final class BatchNorm implements AutoCloseable {
     public synchronized Tensor forwardInference(Tensor x) {
         Geometry g = checkInput(x, "input");
         checkInferable(x, g);
-        Tensor y = Tensor.zeros(backend, x.layout(), x.shape());
+        Tensor y = Tensor.zeros(backend, x.layout(), x.dtype(), x.shape());
         try {
             runInference(x, y, g, epilogue(null));
         } catch (RuntimeException e) {
@@ -504,7 +504,7 @@ public final class BatchNorm implements AutoCloseable {
     public synchronized Tensor backward(Tensor x, Tensor dy) {
         Geometry g = checkBackward(x, dy);
         checkNoActivation();
-        Tensor dx = Tensor.zeros(backend, x.layout(), x.shape());
+        Tensor dx = Tensor.zeros(backend, x.layout(), x.dtype(), x.shape());
         try {
             runBackward(x, dy, dx, g, Epilogue.NONE);
         } catch (RuntimeException e) {
@@ -668,6 +668,10 @@ public final class BatchNorm implements AutoCloseable {
             throw new IllegalArgumentException(what + " must match the input: expected shape "
                     + Arrays.toString(x.shape()) + " " + x.layout() + ", got " + Arrays.toString(other.shape())
                     + " " + other.layout());
+        }
+        if (x.dtype() != other.dtype()) {
+            throw new IllegalArgumentException(what + " must be stored like the input: expected " + x.dtype()
+                    + ", got " + other.dtype());
         }
     }
 

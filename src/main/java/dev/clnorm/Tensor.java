@@ -24,29 +24,65 @@ public final class Tensor implements AutoCloseable {
         this.layout = layout;
     }
 
-    /** A zero-filled tensor on the device. */
+    /** A zero-filled float32 tensor on the device. */
     public static Tensor zeros(Backend backend, Layout layout, int... shape) {
-        int[] s = shape.clone();
-        long n = checkedElements(s);
-        return new Tensor(backend, backend.allocate(n, ElementType.FLOAT32), s, layout);
+        return zeros(backend, layout, ElementType.FLOAT32, shape);
     }
 
-    /** Copies host data to a new device tensor (one host-to-device transfer). */
+    /**
+     * A zero-filled tensor stored as {@code dtype}: FLOAT32, FLOAT16 or BFLOAT16 (16-bit tensors are
+     * computed in float32; parameters and statistics stay float32).
+     */
+    public static Tensor zeros(Backend backend, Layout layout, ElementType dtype, int... shape) {
+        checkStorage(dtype);
+        int[] s = shape.clone();
+        long n = checkedElements(s);
+        return new Tensor(backend, backend.allocate(n, dtype), s, layout);
+    }
+
+    /** Copies host data to a new float32 device tensor (one host-to-device transfer). */
     public static Tensor upload(Backend backend, float[] data, Layout layout, int... shape) {
+        return upload(backend, data, layout, ElementType.FLOAT32, shape);
+    }
+
+    /**
+     * Copies host data to a new device tensor stored as {@code dtype}; float16 and bfloat16 values are
+     * rounded to nearest even on the host (one host-to-device transfer).
+     */
+    public static Tensor upload(Backend backend, float[] data, Layout layout, ElementType dtype, int... shape) {
+        checkStorage(dtype);
         int[] s = shape.clone();
         long n = checkedElements(s);
         if (n != data.length) {
             throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
                     + " values, got an array of " + data.length);
         }
-        Tensor t = new Tensor(backend, backend.allocate(n, ElementType.FLOAT32), s, layout);
+        Tensor t = new Tensor(backend, backend.allocate(n, dtype), s, layout);
         try {
-            backend.upload(t.buffer, data);
+            t.write(data);
         } catch (RuntimeException e) {
             t.close();
             throw e;
         }
         return t;
+    }
+
+    private static void checkStorage(ElementType dtype) {
+        if (dtype == null || !dtype.isTensorStorage()) {
+            throw new IllegalArgumentException("tensors are stored as FLOAT32, FLOAT16 or BFLOAT16, got " + dtype);
+        }
+    }
+
+    private void write(float[] data) {
+        if (buffer.type() == ElementType.FLOAT32) {
+            backend.upload(buffer, data);
+            return;
+        }
+        short[] bits = new short[data.length];
+        for (int i = 0; i < data.length; i++) {
+            bits[i] = buffer.type().encode(data[i]);
+        }
+        backend.uploadShorts(buffer, bits);
     }
 
     /** Channels-first upload, the PyTorch layout. */
@@ -69,12 +105,25 @@ public final class Tensor implements AutoCloseable {
         return n;
     }
 
-    /** Copies the whole tensor to a new host array (one device-to-host transfer). */
+    /** Copies the whole tensor to a new float32 host array (one device-to-host transfer). */
     public float[] download() {
         checkOpen();
         float[] out = new float[(int) buffer.elements()];
-        backend.download(buffer, out);
+        if (buffer.type() == ElementType.FLOAT32) {
+            backend.download(buffer, out);
+            return out;
+        }
+        short[] bits = new short[out.length];
+        backend.downloadShorts(buffer, bits);
+        for (int i = 0; i < out.length; i++) {
+            out[i] = buffer.type().decode(bits[i]);
+        }
         return out;
+    }
+
+    /** How the values are stored: FLOAT32, FLOAT16 or BFLOAT16. */
+    public ElementType dtype() {
+        return buffer.type();
     }
 
     /** Overwrites the tensor with host data of the same length (one host-to-device transfer). */
@@ -84,7 +133,7 @@ public final class Tensor implements AutoCloseable {
             throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " holds "
                     + buffer.elements() + " values, got an array of " + data.length);
         }
-        backend.upload(buffer, data);
+        write(data);
     }
 
     public int[] shape() {
@@ -126,6 +175,6 @@ public final class Tensor implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "Tensor" + Arrays.toString(shape) + " " + layout + " on " + backend.info().id();
+        return "Tensor" + Arrays.toString(shape) + " " + layout + " " + buffer.type() + " on " + backend.info().id();
     }
 }

@@ -18,6 +18,11 @@ public interface Backend extends AutoCloseable {
 
     void uploadInts(DeviceBuffer dst, int[] src);
 
+    /** Raw 16-bit values (FLOAT16 or BFLOAT16 buffers). */
+    void uploadShorts(DeviceBuffer dst, short[] src);
+
+    void downloadShorts(DeviceBuffer src, short[] dst);
+
     void downloadInts(DeviceBuffer src, int[] dst);
 
     /** Device-side fill: no host transfer. */

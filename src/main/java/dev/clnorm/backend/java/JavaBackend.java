@@ -126,6 +126,31 @@ public final class JavaBackend implements Backend {
     }
 
     @Override
+    public void uploadShorts(DeviceBuffer dst, short[] src) {
+        checkOpen();
+        JavaBuffer b = shortBuffer(dst, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        System.arraycopy(src, 0, b.shorts(), 0, src.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void downloadShorts(DeviceBuffer src, short[] dst) {
+        checkOpen();
+        JavaBuffer b = shortBuffer(src, "source");
+        Checks.sameLength(b, dst.length, "download");
+        System.arraycopy(b.shorts(), 0, dst, 0, dst.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    private JavaBuffer shortBuffer(DeviceBuffer b, String what) {
+        if (b != null && b.type() != ElementType.FLOAT16 && b.type() != ElementType.BFLOAT16) {
+            throw new IllegalArgumentException(what + " buffer holds " + b.type() + ", expected FLOAT16 or BFLOAT16");
+        }
+        return cast(this, b, b == null ? ElementType.FLOAT16 : b.type(), what);
+    }
+
+    @Override
     public void fill(DeviceBuffer dst, float value) {
         checkOpen();
         Arrays.fill(cast(this, dst, ElementType.FLOAT32, "destination").floats(), value);

@@ -228,10 +228,52 @@ final class JavaBatchNormOps implements BatchNormOps {
                                 float eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
-        float[] x = f(xb, "x");
-        float[] y = f(yb, "y");
+        float[] x = in(xb, "x");
+        float[] y = outArray(yb, "y");
         normalizeTraining(g, x, y, s, eps, update);
         applyEpilogue(g, y, epilogue);
+        store(yb, y);
+    }
+
+    // ------------------------------------------------------------------ 16-bit tensors
+
+    /**
+     * A tensor's values as float32: the buffer's own array for FLOAT32, a decoded copy for FLOAT16 and
+     * BFLOAT16 (the Java backend computes 16-bit tensors in float32 on converted copies; the OpenCL
+     * kernels load and store 16-bit values directly).
+     */
+    private float[] in(DeviceBuffer b, String what) {
+        JavaBuffer jb = JavaBackend.cast(backend, b, b == null ? ElementType.FLOAT32 : b.type(), what);
+        if (b.type() == ElementType.FLOAT32) {
+            return jb.floats();
+        }
+        if (!b.type().isTensorStorage()) {
+            throw new IllegalArgumentException(what + " buffer holds " + b.type()
+                    + ", expected FLOAT32, FLOAT16 or BFLOAT16");
+        }
+        short[] bits = jb.shorts();
+        float[] out = new float[bits.length];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = b.type().decode(bits[i]);
+        }
+        return out;
+    }
+
+    /** Where to compute an output: the buffer's own array for FLOAT32, else scratch for {@link #store}. */
+    private float[] outArray(DeviceBuffer b, String what) {
+        JavaBuffer jb = JavaBackend.cast(backend, b, b == null ? ElementType.FLOAT32 : b.type(), what);
+        return b.type() == ElementType.FLOAT32 ? jb.floats() : new float[(int) b.elements()];
+    }
+
+    /** Writes a computed output back to a 16-bit buffer (round to nearest even); no-op for FLOAT32. */
+    private void store(DeviceBuffer b, float[] values) {
+        if (b.type() == ElementType.FLOAT32) {
+            return;
+        }
+        short[] bits = ((JavaBuffer) b).shorts();
+        for (int i = 0; i < bits.length; i++) {
+            bits[i] = b.type().encode(values[i]);
+        }
     }
 
     private void normalizeTraining(Geometry g, float[] x, float[] y, BatchNormBuffers s, float eps,
@@ -352,9 +394,11 @@ final class JavaBatchNormOps implements BatchNormOps {
         for (int c = 0; c < nc; c++) {
             inv[c] = (float) (1.0 / Math.sqrt(rv[c] + eps));
         }
-        affine(g, Plan.of(g), f(xb, "x"), f(yb, "y"), f(s.runningMean(), "running_mean"), new float[nc], inv,
+        float[] y = outArray(yb, "y");
+        affine(g, Plan.of(g), in(xb, "x"), y, f(s.runningMean(), "running_mean"), new float[nc], inv,
                 f(s.gamma(), "gamma"), f(s.beta(), "beta"));
-        applyEpilogue(g, f(yb, "y"), epilogue);
+        applyEpilogue(g, y, epilogue);
+        store(yb, y);
     }
 
     /**
@@ -366,7 +410,7 @@ final class JavaBatchNormOps implements BatchNormOps {
         if (e.forwardBits() == 0) {
             return;
         }
-        float[] z = e.residual() != null ? f(e.residual(), "residual") : null;
+        float[] z = e.residual() != null ? in(e.residual(), "residual") : null;
         boolean relu = e.relu();
         int n = (int) g.elements();
         int tasks = Math.max(1, Math.min(64, n / BLOCK));
@@ -387,14 +431,16 @@ final class JavaBatchNormOps implements BatchNormOps {
     private float[] effectiveDy(Geometry g, float[] dy, Epilogue e) {
         float[] out = dy;
         if (e.relu()) {
-            float[] y = f(e.output(), "y");
+            float[] y = in(e.output(), "y");
             out = new float[dy.length];
             for (int i = 0; i < out.length; i++) {
                 out[i] = y[i] > 0 ? dy[i] : 0.0f;
             }
         }
         if (e.residualGrad() != null) {
-            System.arraycopy(out, 0, f(e.residualGrad(), "dresidual"), 0, (int) g.elements());
+            float[] dres = outArray(e.residualGrad(), "dresidual");
+            System.arraycopy(out, 0, dres, 0, (int) g.elements());
+            store(e.residualGrad(), dres);
         }
         return out;
     }
@@ -406,9 +452,15 @@ final class JavaBatchNormOps implements BatchNormOps {
                          DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
-        float[] x = f(xb, "x");
-        float[] dy = effectiveDy(g, f(dyb, "dy"), epilogue);
-        float[] dx = f(dxb, "dx");
+        float[] x = in(xb, "x");
+        float[] dy = effectiveDy(g, in(dyb, "dy"), epilogue);
+        float[] dx = outArray(dxb, "dx");
+        backwardFloats(g, x, dy, dx, s, dgammab, dbetab, statsConstant);
+        store(dxb, dx);
+    }
+
+    private void backwardFloats(Geometry g, float[] x, float[] dy, float[] dx, BatchNormBuffers s,
+                                DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant) {
         float[] h = f(s.saveMean(), "save_mean");
         float[] l = f(s.saveMeanLo(), "save_mean_lo");
         float[] is = f(s.saveInvstd(), "save_invstd");

@@ -11,16 +11,17 @@ final class JavaBuffer implements DeviceBuffer {
     private final long elements;
     private float[] floats;
     private int[] ints;
+    private short[] shorts;
     private boolean closed;
 
     JavaBuffer(JavaBackend owner, long elements, ElementType type) {
         this.owner = owner;
         this.type = type;
         this.elements = elements;
-        if (type == ElementType.FLOAT32) {
-            floats = new float[(int) elements];
-        } else {
-            ints = new int[(int) elements];
+        switch (type) {
+            case FLOAT32 -> floats = new float[(int) elements];
+            case INT32 -> ints = new int[(int) elements];
+            case FLOAT16, BFLOAT16 -> shorts = new short[(int) elements];
         }
     }
 
@@ -32,6 +33,11 @@ final class JavaBuffer implements DeviceBuffer {
     int[] ints() {
         checkOpen();
         return ints;
+    }
+
+    short[] shorts() {
+        checkOpen();
+        return shorts;
     }
 
     private void checkOpen() {
@@ -68,6 +74,7 @@ final class JavaBuffer implements DeviceBuffer {
         closed = true;
         floats = null;
         ints = null;
+        shorts = null;
         owner.counters().liveBuffers.decrementAndGet();
     }
 }

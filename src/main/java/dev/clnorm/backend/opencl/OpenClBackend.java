@@ -102,11 +102,13 @@ public final class OpenClBackend implements Backend {
     }
 
     /**
-     * The clnorm batch-norm program for this device with vector width {@code vec} (ROWS kernels) and
-     * {@code cw} columns per work-item (COLS kernels), built on first use and cached.
+     * The clnorm batch-norm program for this device with vector width {@code vec} (ROWS kernels),
+     * {@code cw} columns per work-item (COLS kernels) and tensor storage type {@code storage}
+     * (0 float32, 1 float16, 2 bfloat16), built on first use and cached.
      */
-    ClProgram batchNormProgram(int vec, int cw) {
-        return program(KernelSources.batchNormProgram(), "-cl-std=CL1.2 -DVEC=" + vec + " -DCW=" + cw);
+    ClProgram batchNormProgram(int vec, int cw, int storage) {
+        return program(KernelSources.batchNormProgram(),
+                "-cl-std=CL1.2 -DVEC=" + vec + " -DCW=" + cw + " -DSTORAGE=" + storage);
     }
 
     /**
@@ -155,8 +157,8 @@ public final class OpenClBackend implements Backend {
     }
 
     private void zero(ClBuffer buffer, long bytes) {
-        int code = CL.clEnqueueFillBuffer(queue, buffer.mem(), Pointer.to(new int[]{0}), Sizeof.cl_int, 0, bytes,
-                0, null, null);
+        // A one-byte pattern divides every size, including 2-byte types with an odd element count.
+        int code = CL.clEnqueueFillBuffer(queue, buffer.mem(), Pointer.to(new byte[]{0}), 1, 0, bytes, 0, null, null);
         ClException.check(code, "clEnqueueFillBuffer", null, info().name());
     }
 
@@ -210,6 +212,39 @@ public final class OpenClBackend implements Backend {
         int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
         ClException.check(code, "clEnqueueReadBuffer", null, info().name());
         counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void uploadShorts(DeviceBuffer dst, short[] src) {
+        checkOpen();
+        ClBuffer b = shortBuffer(dst, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        if (src.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
+        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void downloadShorts(DeviceBuffer src, short[] dst) {
+        checkOpen();
+        ClBuffer b = shortBuffer(src, "source");
+        Checks.sameLength(b, dst.length, "download");
+        if (dst.length == 0) {
+            return;
+        }
+        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
+        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
+        counters.transfers.incrementAndGet();
+    }
+
+    private ClBuffer shortBuffer(DeviceBuffer b, String what) {
+        if (b != null && b.type() != ElementType.FLOAT16 && b.type() != ElementType.BFLOAT16) {
+            throw new IllegalArgumentException(what + " buffer holds " + b.type() + ", expected FLOAT16 or BFLOAT16");
+        }
+        return cast(this, b, b == null ? ElementType.FLOAT16 : b.type(), what);
     }
 
     @Override

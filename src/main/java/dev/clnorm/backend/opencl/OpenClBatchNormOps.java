@@ -35,7 +35,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     private final OpenClBackend backend;
     private final Tuning tuning;
-    /** Kernel sets by columns-per-work-item (1 or the vector width). */
+    /** Kernel sets by columns-per-work-item (1 or the vector width) and tensor storage type. */
     private final Map<Integer, Map<String, ClKernel>> kernels = new HashMap<>();
     private ClBuffer partA;
     private ClBuffer partB;
@@ -81,7 +81,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
         try {
             a = (ClBuffer) backend.allocate(1, ElementType.INT32);
             b = (ClBuffer) backend.allocate(1, ElementType.INT32);
-            kernelsFor(1);
+            kernelsFor(1, 0);
         } catch (RuntimeException e) {
             if (a != null) {
                 a.close();
@@ -96,12 +96,14 @@ final class OpenClBatchNormOps implements BatchNormOps {
         gradCounter = b;
     }
 
-    private Map<String, ClKernel> kernelsFor(int cw) {
-        Map<String, ClKernel> set = kernels.get(cw);
+    /** Kernels for cw columns per work-item and tensor storage code (0 float32, 1 float16, 2 bfloat16). */
+    private Map<String, ClKernel> kernelsFor(int cw, int storage) {
+        int key = cw * 8 + storage;
+        Map<String, ClKernel> set = kernels.get(key);
         if (set != null) {
             return set;
         }
-        ClProgram program = backend.batchNormProgram(tuning.vec(), cw);
+        ClProgram program = backend.batchNormProgram(tuning.vec(), cw, storage);
         set = new HashMap<>();
         try {
             for (String name : KERNELS) {
@@ -111,7 +113,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
             set.values().forEach(ClKernel::close);
             throw e;
         }
-        kernels.put(cw, set);
+        kernels.put(key, set);
         return set;
     }
 
@@ -231,6 +233,18 @@ final class OpenClBatchNormOps implements BatchNormOps {
         backend.checkOpen();
     }
 
+    /** A tensor argument stored as {@code type}. */
+    private ClBuffer t(DeviceBuffer b, String what, ElementType type) {
+        return OpenClBackend.cast(backend, b, type, what);
+    }
+
+    private static ElementType storageOf(DeviceBuffer x) {
+        if (!x.type().isTensorStorage()) {
+            throw new IllegalArgumentException("x buffer holds " + x.type() + ", expected FLOAT32, FLOAT16 or BFLOAT16");
+        }
+        return x.type();
+    }
+
     private ClBuffer f(DeviceBuffer b, String what) {
         return OpenClBackend.cast(backend, b, ElementType.FLOAT32, what);
     }
@@ -261,8 +275,10 @@ final class OpenClBatchNormOps implements BatchNormOps {
                                              float eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
-        ClBuffer xb = f(x, "x");
-        ClBuffer yb = f(y, "y");
+        ElementType st = storageOf(x);
+        int sc = st.storageCode();
+        ClBuffer xb = t(x, "x", st);
+        ClBuffer yb = t(y, "y", st);
         Object[] finalize = {eps, update.keep(), update.batchWeight(), update.enabled() ? 1 : 0,
                 update.unbiasedVariance() ? 1 : 0};
         Object[] outputs = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
@@ -272,14 +288,14 @@ final class OpenClBatchNormOps implements BatchNormOps {
         Object[] affine = concat(new Object[]{0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(),
                 s.beta()}, fusedAct);
         if (useFused(g, 1)) {
-            ClKernel fused = kernelsFor(1).get("bn_train_fused_rows");
+            ClKernel fused = kernelsFor(1, sc).get("bn_train_fused_rows");
             long l = 4L * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer()}, finalize, outputs,
                     new Object[]{f(s.gamma(), "gamma"), f(s.beta(), "beta")}, fusedAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
-            Map<String, ClKernel> k = kernelsFor(1);
+            Map<String, ClKernel> k = kernelsFor(1, sc);
             ClKernel stats = k.get("bn_stats_rows");
             RowsPlan p = rowsPlan(g, stats);
             ensurePartials((long) p.groups() * g.channels());
@@ -294,9 +310,9 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     q.unitsPerGroup()}, affine));
             norm.launch(q.global(g), q.localRange());
         } else {
-            ClKernel stats0 = kernelsFor(1).get("bn_stats_cols");
+            ClKernel stats0 = kernelsFor(1, sc).get("bn_stats_cols");
             ColsPlan p = colsPlan(g, stats0);
-            Map<String, ClKernel> k = kernelsFor(p.cw());
+            Map<String, ClKernel> k = kernelsFor(p.cw(), sc);
             ClKernel stats = k.get("bn_stats_cols");
             ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
             long l = 4L * p.lx() * p.ly();
@@ -315,21 +331,23 @@ final class OpenClBatchNormOps implements BatchNormOps {
                                               float eps, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
-        ClBuffer xb = f(x, "x");
-        ClBuffer yb = f(y, "y");
+        ElementType st = storageOf(x);
+        int sc = st.storageCode();
+        ClBuffer xb = t(x, "x", st);
+        ClBuffer yb = t(y, "y", st);
         // mean_lo is unused when from_running = 1; the running mean stands in for the argument.
         Object[] affine = concat(new Object[]{1, eps, f(s.runningMean(), "running_mean"), s.runningMean(),
                 f(s.runningVar(), "running_var"), f(s.gamma(), "gamma"), f(s.beta(), "beta")},
                 forwardEpilogue(epilogue, xb));
         if (useRows(g)) {
-            ClKernel norm = kernelsFor(1).get("bn_affine_rows");
+            ClKernel norm = kernelsFor(1, sc).get("bn_affine_rows");
             RowsPlan q = rowsPlan(g, norm);
             args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
                     q.unitsPerGroup()}, affine));
             norm.launch(q.global(g), q.localRange());
         } else {
-            ColsPlan p = colsPlan(g, kernelsFor(1).get("bn_affine_cols"));
-            ClKernel norm = kernelsFor(p.cw()).get("bn_affine_cols");
+            ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_affine_cols"));
+            ClKernel norm = kernelsFor(p.cw(), sc).get("bn_affine_cols");
             args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, affine));
             norm.launch(p.global(), p.localRange());
         }
@@ -341,9 +359,11 @@ final class OpenClBatchNormOps implements BatchNormOps {
                                       boolean statsConstant, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
-        ClBuffer xb = f(x, "x");
-        ClBuffer dyb = f(dy, "dy");
-        ClBuffer dxb = f(dx, "dx");
+        ElementType st = storageOf(x);
+        int sc = st.storageCode();
+        ClBuffer xb = t(x, "x", st);
+        ClBuffer dyb = t(dy, "dy", st);
+        ClBuffer dxb = t(dx, "dx", st);
         ClBuffer db = f(dbeta, "dbeta");
         ClBuffer dg = f(dgamma, "dgamma");
         Object[] stats = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
@@ -351,19 +371,19 @@ final class OpenClBatchNormOps implements BatchNormOps {
         // 1/m scales the mean and variance terms of dx; constant statistics have none.
         float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
         // Unused epilogue buffers get x as a stand-in argument; the kernels never touch them.
-        Object[] gradAct = {epilogue.relu() ? f(epilogue.output(), "y") : xb, epilogue.backwardBits()};
+        Object[] gradAct = {epilogue.relu() ? t(epilogue.output(), "y", st) : xb, epilogue.backwardBits()};
         Object[] dxAct = {gradAct[0], gradAct[1],
-                epilogue.residualGrad() != null ? f(epilogue.residualGrad(), "dresidual") : dxb};
+                epilogue.residualGrad() != null ? t(epilogue.residualGrad(), "dresidual", st) : dxb};
         Object[] dxArgs = concat(new Object[]{invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), f(s.gamma(), "gamma"),
                 db, dg}, dxAct);
         if (useFused(g, 2)) {
-            ClKernel fused = kernelsFor(1).get("bn_backward_fused_rows");
+            ClKernel fused = kernelsFor(1, sc).get("bn_backward_fused_rows");
             long l = 4L * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
                     f(s.gamma(), "gamma"), db, dg}, dxAct, new Object[]{new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
-            Map<String, ClKernel> k = kernelsFor(1);
+            Map<String, ClKernel> k = kernelsFor(1, sc);
             ClKernel grad = k.get("bn_grad_rows");
             RowsPlan p = rowsPlan(g, grad);
             ensurePartials((long) p.groups() * g.channels());
@@ -378,8 +398,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     q.unitsPerGroup()}, dxArgs));
             dxk.launch(q.global(g), q.localRange());
         } else {
-            ColsPlan p = colsPlan(g, kernelsFor(1).get("bn_grad_cols"));
-            Map<String, ClKernel> k = kernelsFor(p.cw());
+            ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_grad_cols"));
+            Map<String, ClKernel> k = kernelsFor(p.cw(), sc);
             ClKernel grad = k.get("bn_grad_cols");
             ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
             long l = 4L * p.lx() * p.ly();
@@ -396,13 +416,13 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     /** (residual, act bits) kernel arguments; x stands in for an absent residual, never read. */
     private Object[] forwardEpilogue(Epilogue e, ClBuffer x) {
-        return new Object[]{e.residual() != null ? f(e.residual(), "residual") : x, e.forwardBits()};
+        return new Object[]{e.residual() != null ? t(e.residual(), "residual", x.type()) : x, e.forwardBits()};
     }
 
     @Override
     public synchronized void savedStatsFromRunning(BatchNormBuffers s, float eps) {
         check();
-        ClKernel k = kernelsFor(1).get("bn_saved_from_running");
+        ClKernel k = kernelsFor(1, 0).get("bn_saved_from_running");
         int channels = (int) s.runningMean().elements();
         long local = Math.min(64, pow2Floor(k.maxWorkGroupSize()));
         args(k, channels, eps, f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
