@@ -3,6 +3,7 @@ package dev.clnorm;
 import dev.clnorm.backend.Backend;
 import dev.clnorm.backend.java.JavaBackend;
 import dev.clnorm.backend.opencl.ClDevice;
+import dev.clnorm.backend.opencl.KernelStyle;
 import dev.clnorm.backend.opencl.OpenClBackend;
 
 import java.util.ArrayList;
@@ -35,6 +36,12 @@ public final class TestBackends {
             }
             for (ClDevice d : devices) {
                 list.add(new OpenClBackend(d));
+                // On CPU devices also run the GPU launch plans (256-wide work-groups, local-memory
+                // merges, last-work-group handshakes across many work-items), so those code paths
+                // are tested here even though no GPU is available.
+                if (d.info().kind() == dev.clnorm.backend.DeviceInfo.Kind.CPU) {
+                    list.add(new OpenClBackend(d, KernelStyle.GPU));
+                }
             }
             all = List.copyOf(list);
             Runtime.getRuntime().addShutdownHook(new Thread(() -> all.forEach(Backend::close)));

@@ -36,8 +36,16 @@ public final class OpenClBackend implements Backend {
     private cl_command_queue queue;
     private volatile boolean closed;
 
+    private final KernelStyle kernelStyle;
+
     public OpenClBackend(ClDevice device) {
+        this(device, KernelStyle.AUTO);
+    }
+
+    /** A backend whose batch-norm kernels use the given launch-plan family (see {@link KernelStyle}). */
+    public OpenClBackend(ClDevice device, KernelStyle kernelStyle) {
         this.device = device;
+        this.kernelStyle = kernelStyle;
         String name = device.info().name();
         int[] err = new int[1];
         cl_context_properties props = new cl_context_properties();
@@ -410,6 +418,10 @@ public final class OpenClBackend implements Backend {
 
     @Override
     public String toString() {
-        return info().describe();
+        return info().describe() + (kernelStyle == KernelStyle.AUTO ? "" : " [" + kernelStyle + "-style kernels]");
+    }
+
+    public KernelStyle kernelStyle() {
+        return kernelStyle;
     }
 }

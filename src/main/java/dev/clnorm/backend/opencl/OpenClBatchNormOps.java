@@ -51,9 +51,10 @@ final class OpenClBatchNormOps implements BatchNormOps {
      */
     record Tuning(int vec, int rowsLocal, int colsLx, int colsLy, int targetGroups, long fuseBytes,
                   int colsRowsPerGroup) {
-        static Tuning of(DeviceInfo d, long[] maxItems) {
+        static Tuning of(DeviceInfo d, long[] maxItems, KernelStyle style) {
             int cus = Math.max(1, d.computeUnits());
-            if (d.kind() == DeviceInfo.Kind.CPU) {
+            boolean cpu = style == KernelStyle.CPU || (style == KernelStyle.AUTO && d.kind() == DeviceInfo.Kind.CPU);
+            if (cpu) {
                 // Many work-groups per device: they balance the threads, and shorter sequential
                 // streams per work-item keep the statistics' rounding small.
                 // A channel whose working set fits FUSE_BYTES (the L2 of current x86 server cores)
@@ -75,7 +76,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     OpenClBatchNormOps(OpenClBackend backend, int channels) {
         this.backend = backend;
-        this.tuning = Tuning.of(backend.info(), backend.device().maxWorkItemSizes());
+        this.tuning = Tuning.of(backend.info(), backend.device().maxWorkItemSizes(), backend.kernelStyle());
         ClBuffer a = null;
         ClBuffer b = null;
         try {
