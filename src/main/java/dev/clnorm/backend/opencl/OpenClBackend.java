@@ -172,79 +172,45 @@ public final class OpenClBackend implements Backend {
 
     @Override
     public void upload(DeviceBuffer dst, float[] src) {
-        checkOpen();
-        ClBuffer b = cast(this, dst, ElementType.FLOAT32, "destination");
-        Checks.sameLength(b, src.length, "upload");
-        if (src.length == 0) {
-            return;
-        }
-        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
-        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
-        counters.transfers.incrementAndGet();
+        transfer(cast(this, dst, ElementType.FLOAT32, "destination"), Pointer.to(src), src.length, true);
     }
 
     @Override
     public void download(DeviceBuffer src, float[] dst) {
-        checkOpen();
-        ClBuffer b = cast(this, src, ElementType.FLOAT32, "source");
-        Checks.sameLength(b, dst.length, "download");
-        if (dst.length == 0) {
-            return;
-        }
-        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
-        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
-        counters.transfers.incrementAndGet();
+        transfer(cast(this, src, ElementType.FLOAT32, "source"), Pointer.to(dst), dst.length, false);
     }
 
     @Override
     public void uploadInts(DeviceBuffer dst, int[] src) {
-        checkOpen();
-        ClBuffer b = cast(this, dst, ElementType.INT32, "destination");
-        Checks.sameLength(b, src.length, "upload");
-        if (src.length == 0) {
-            return;
-        }
-        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
-        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
-        counters.transfers.incrementAndGet();
+        transfer(cast(this, dst, ElementType.INT32, "destination"), Pointer.to(src), src.length, true);
     }
 
     @Override
     public void downloadInts(DeviceBuffer src, int[] dst) {
-        checkOpen();
-        ClBuffer b = cast(this, src, ElementType.INT32, "source");
-        Checks.sameLength(b, dst.length, "download");
-        if (dst.length == 0) {
-            return;
-        }
-        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
-        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
-        counters.transfers.incrementAndGet();
+        transfer(cast(this, src, ElementType.INT32, "source"), Pointer.to(dst), dst.length, false);
     }
 
     @Override
     public void uploadShorts(DeviceBuffer dst, short[] src) {
-        checkOpen();
-        ClBuffer b = shortBuffer(dst, "destination");
-        Checks.sameLength(b, src.length, "upload");
-        if (src.length == 0) {
-            return;
-        }
-        int code = CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(src), 0, null, null);
-        ClException.check(code, "clEnqueueWriteBuffer", null, info().name());
-        counters.transfers.incrementAndGet();
+        transfer(shortBuffer(dst, "destination"), Pointer.to(src), src.length, true);
     }
 
     @Override
     public void downloadShorts(DeviceBuffer src, short[] dst) {
+        transfer(shortBuffer(src, "source"), Pointer.to(dst), dst.length, false);
+    }
+
+    /** One blocking host-device copy of a whole buffer, counted; the host array must match its length. */
+    private void transfer(ClBuffer b, Pointer host, int hostLength, boolean toDevice) {
         checkOpen();
-        ClBuffer b = shortBuffer(src, "source");
-        Checks.sameLength(b, dst.length, "download");
-        if (dst.length == 0) {
+        Checks.sameLength(b, hostLength, toDevice ? "upload" : "download");
+        if (hostLength == 0) {
             return;
         }
-        int code = CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), Pointer.to(dst), 0, null, null);
-        ClException.check(code, "clEnqueueReadBuffer", null, info().name());
+        int code = toDevice
+                ? CL.clEnqueueWriteBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), host, 0, null, null)
+                : CL.clEnqueueReadBuffer(queue, b.mem(), CL.CL_TRUE, 0, b.bytes(), host, 0, null, null);
+        ClException.check(code, toDevice ? "clEnqueueWriteBuffer" : "clEnqueueReadBuffer", null, info().name());
         counters.transfers.incrementAndGet();
     }
 
