@@ -6,9 +6,11 @@ package dev.clnorm.bench;
  *
  * @param kernel   device-side time per call from profiling events, or null where there is none (Java)
  * @param copyGbps same-run copy bandwidth of this device on the same element count
+ * @param launchesPerCall kernel launches (OpenCL) or pool submissions (Java) per timed call, from the
+ *                 backend's launch counter
  */
 public record BenchResult(String deviceId, String deviceName, int[] shape, String layout, Op op, long elements,
-                          Samples wall, Samples kernel, double copyGbps) {
+                          Samples wall, Samples kernel, double copyGbps, double launchesPerCall) {
 
     public double gbps() {
         return op.bytesPerElement() * (double) elements / (wall.median() * 1e6);

@@ -5,6 +5,9 @@ import dev.clnorm.Geometry;
 import dev.clnorm.Layout;
 import dev.clnorm.Tensor;
 import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.opencl.ClKernel;
+import dev.clnorm.backend.opencl.ClProgram;
+import dev.clnorm.backend.opencl.KernelSources;
 import dev.clnorm.backend.opencl.OpenClBackend;
 
 import java.util.ArrayList;
@@ -12,6 +15,7 @@ import java.util.Arrays;
 import java.util.EnumSet;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.ForkJoinPool;
 import java.util.function.Consumer;
 
 /**
@@ -109,12 +113,14 @@ public final class BenchRunner {
         }
         backend.finish();
         double[] wall = new double[repeats];
+        long launchesBefore = backend.kernelLaunches();
         for (int i = 0; i < repeats; i++) {
             long t0 = System.nanoTime();
             call.run();
             backend.finish();
             wall[i] = (System.nanoTime() - t0) / 1e6;
         }
+        double launches = (backend.kernelLaunches() - launchesBefore) / (double) repeats;
         Samples kernel = null;
         if (backend instanceof OpenClBackend cl) {
             double[] dev = new double[repeats];
@@ -128,7 +134,79 @@ public final class BenchRunner {
         Samples w = Samples.of(wall);
         double copy = op == Op.COPY ? op.bytesPerElement() * (double) elements / (w.median() * 1e6) : copyGbps;
         return new BenchResult(backend.info().id(), backend.info().name(), shape.clone(), layout.name(), op, elements,
-                w, kernel, copy);
+                w, kernel, copy, launches);
+    }
+
+    /** Shapes of at most this many elements are "tiny": launch overhead, not memory traffic, bounds them. */
+    public static final long TINY_ELEMENTS = 1 << 14;
+
+    public static boolean isTiny(int[] shape) {
+        long n = 1;
+        for (int d : shape) {
+            n *= d;
+        }
+        return n <= TINY_ELEMENTS;
+    }
+
+    /**
+     * The bare cost of one launch on a device, the floor under a tiny shape's per-step time.
+     *
+     * @param what   what was timed, for the report
+     * @param wall   enqueue (or submit) to completion per launch, in ms
+     * @param kernel device time of the empty kernel from profiling events (OpenCL), else null
+     */
+    public record LaunchLatency(String deviceId, String what, Samples wall, Samples kernel) {
+    }
+
+    /**
+     * Times an empty launch on the device, in this run: on OpenCL the empty kernel of
+     * opencl-kernels/bench_empty.cl with one work-item, enqueued and waited for (clFinish); on the
+     * Java backend an empty task submitted to a ForkJoinPool with as many threads as the backend's and
+     * joined, which is how the Java backend runs each of its passes (its own pool is not public).
+     */
+    public LaunchLatency emptyLaunch(Backend backend) {
+        double[] wall = new double[repeats];
+        if (backend instanceof OpenClBackend cl) {
+            ClProgram program = cl.program(KernelSources.load("bench_empty.cl"), "-cl-std=CL1.2");
+            try (ClKernel k = program.createKernel("bench_empty")) {
+                long[] one = {1};
+                for (int w = 0; w < warmup + 1; w++) {
+                    k.launch(one, one);
+                    cl.finish();
+                }
+                for (int i = 0; i < repeats; i++) {
+                    long t0 = System.nanoTime();
+                    k.launch(one, one);
+                    cl.finish();
+                    wall[i] = (System.nanoTime() - t0) / 1e6;
+                }
+                double[] dev = new double[repeats];
+                for (int i = 0; i < repeats; i++) {
+                    cl.startProfiling();
+                    k.launch(one, one);
+                    dev[i] = cl.stopProfiling() / 1e6;
+                }
+                return new LaunchLatency(backend.info().id(), "empty OpenCL kernel, 1 work-item, enqueue + clFinish",
+                        Samples.of(wall), Samples.of(dev));
+            }
+        }
+        ForkJoinPool pool = new ForkJoinPool(Math.max(1, backend.info().computeUnits()));
+        try {
+            Runnable empty = () -> {
+            };
+            for (int w = 0; w < warmup + 1; w++) {
+                pool.submit(empty).join();
+            }
+            for (int i = 0; i < repeats; i++) {
+                long t0 = System.nanoTime();
+                pool.submit(empty).join();
+                wall[i] = (System.nanoTime() - t0) / 1e6;
+            }
+        } finally {
+            pool.shutdown();
+        }
+        return new LaunchLatency(backend.info().id(), "empty task submitted to a " + backend.info().computeUnits()
+                + "-thread ForkJoinPool and joined", Samples.of(wall), null);
     }
 
     /** "32x64x112x112" for tables and files. */

@@ -55,6 +55,14 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Also write the results as JSON to this file.")
     Path json;
 
+    @Option(names = "--chart", paramLabel = "FILE.png", description = "Also draw GB/s per shape and device, one panel "
+            + "per operation, with each device's same-run copy bandwidth as a dashed reference line (PNG).")
+    Path chart;
+
+    @Option(names = "--compare", paramLabel = "FILE.json", description = "Print another tool's timings of the same "
+            + "shapes (e.g. scripts/bench-torch.py --out FILE.json) next to this run's, with the ratio.")
+    Path compare;
+
     @Override
     public Integer call() {
         Layout lay = switch (layout.toLowerCase(Locale.ROOT)) {
@@ -87,9 +95,21 @@ final class BenchCommand implements Callable<Integer> {
         } else {
             selectors.addAll(devices);
         }
+        if (chart != null && !chart.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".png")) {
+            throw new IllegalArgumentException("--chart writes a PNG; give a file name ending in .png, got " + chart);
+        }
+        if (chart != null && chart.toAbsolutePath().getParent() != null
+                && !Files.isDirectory(chart.toAbsolutePath().getParent())) {
+            throw new IllegalArgumentException("--chart: folder " + chart.toAbsolutePath().getParent() + " does not exist");
+        }
+        // Read the comparison file first: a bad file fails before minutes of benchmarking.
+        List<BenchCompare.External> other = compare == null ? null : BenchCompare.load(compare);
         BenchRunner runner = new BenchRunner(warmup, repeats);
+        boolean anyTiny = shapeList.stream().anyMatch(BenchRunner::isTiny);
+        double loadBefore = loadAverage();
 
         List<BenchResult> results = new ArrayList<>();
+        List<BenchRunner.LaunchLatency> latencies = new ArrayList<>();
         List<String> notes = new ArrayList<>();
         int total = selectors.size() * shapeList.size();
         int done = 0;
@@ -107,9 +127,14 @@ final class BenchCommand implements Callable<Integer> {
                     results.addAll(runner.run(backend, shape, lay, opSet, op -> Progress.show(step, total, started,
                             backend.info().id() + " " + BenchRunner.shapeText(shape) + " " + op)));
                 }
+                if (anyTiny) {
+                    Progress.show(done, total, started, backend.info().id() + " empty launch");
+                    latencies.add(runner.emptyLaunch(backend));
+                }
             }
         }
         Progress.clear();
+        double loadAfter = loadAverage();
 
         System.out.print(render(results));
         for (String note : notes) {
@@ -118,9 +143,67 @@ final class BenchCommand implements Callable<Integer> {
         System.out.println("GB/s = minimum traffic (train_forward 12, inference 8, backward 12, train_step 24, copy 8 "
                 + "bytes/element) / median wall time; kernel ms from OpenCL profiling events; % copy against the "
                 + "same device's copy on the same element count in this run; vs java = Java median / device median.");
+        if (!latencies.isEmpty()) {
+            System.out.println();
+            System.out.print(renderLatency(results, latencies));
+        }
+        System.out.println(String.format(Locale.ROOT, "load average (1 min) at start %.2f, at end %.2f, on %d cores",
+                loadBefore, loadAfter, Runtime.getRuntime().availableProcessors()));
+        if (other != null) {
+            System.out.println();
+            System.out.print(BenchCompare.render(results, other, compare));
+        }
         write(csv, toCsv(results));
-        write(json, toJson(results));
+        write(json, toJson(results, latencies, loadBefore, loadAfter));
+        if (chart != null) {
+            String title = String.format(Locale.ROOT, "clnorm bench: effective GB/s (median of %d) per shape; dashed: "
+                    + "same-run copy bandwidth; %d cores, load avg %.1f", repeats,
+                    Runtime.getRuntime().availableProcessors(), Math.max(loadBefore, loadAfter));
+            try {
+                BenchChart.write(chart, results, title);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("--chart: cannot write " + chart + ": " + e.getMessage(), e);
+            }
+            System.out.println("chart written to " + chart);
+        }
         return 0;
+    }
+
+    /** The 1-minute system load average, or NaN where the platform has none. */
+    static double loadAverage() {
+        double l = java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
+        return l < 0 ? Double.NaN : l;
+    }
+
+    /**
+     * Tiny shapes: per-call wall time against the bare launch latency measured in this run, and
+     * how many launches each call makes.
+     */
+    static String renderLatency(List<BenchResult> results, List<BenchRunner.LaunchLatency> latencies) {
+        StringBuilder sb = new StringBuilder("Launch overhead (shapes of at most " + BenchRunner.TINY_ELEMENTS
+                + " elements), against an empty launch measured in this run:\n");
+        for (BenchRunner.LaunchLatency l : latencies) {
+            sb.append(String.format(Locale.ROOT, "  %s: %s: median %.4f ms (p10-p90 %.4f-%.4f)%s%n", l.deviceId(),
+                    l.what(), l.wall().median(), l.wall().p10(), l.wall().p90(),
+                    l.kernel() == null ? "" : String.format(Locale.ROOT, ", device time %.4f ms", l.kernel().median())));
+        }
+        Table t = new Table("device", "shape", "op", "median ms", "launches/call", "empty launch ms",
+                "launches x empty ms", "median / empty launch");
+        for (BenchResult r : results) {
+            if (r.op() == Op.COPY || !BenchRunner.isTiny(r.shape())) {
+                continue;
+            }
+            BenchRunner.LaunchLatency l = latencies.stream().filter(x -> x.deviceId().equals(r.deviceId())).findFirst()
+                    .orElse(null);
+            if (l == null) {
+                continue;
+            }
+            double empty = l.wall().median();
+            t.row(r.deviceId(), BenchRunner.shapeText(r.shape()), r.op().id(), f3(r.wall().median()),
+                    String.format(Locale.ROOT, "%.1f", r.launchesPerCall()), String.format(Locale.ROOT, "%.4f", empty),
+                    f3(r.launchesPerCall() * empty), String.format(Locale.ROOT, "%.1f", r.wall().median() / empty));
+        }
+        return sb.append(t.render()).toString();
     }
 
     private static void write(Path file, String text) {
@@ -181,9 +264,25 @@ final class BenchCommand implements Callable<Integer> {
         return sb.toString();
     }
 
-    static String toJson(List<BenchResult> results) {
+    static String toJson(List<BenchResult> results, List<BenchRunner.LaunchLatency> latencies, double loadBefore,
+                         double loadAfter) {
         Map<String, Double> java = javaMedians(results);
-        StringBuilder sb = new StringBuilder("{\n  \"tool\": \"clnorm bench\",\n  \"results\": [\n");
+        StringBuilder sb = new StringBuilder("{\n  \"tool\": \"clnorm bench\",\n");
+        sb.append("  \"cores\": ").append(Runtime.getRuntime().availableProcessors())
+                .append(",\n  \"load_average_start\": ").append(Double.isNaN(loadBefore) ? "null" : num(loadBefore))
+                .append(",\n  \"load_average_end\": ").append(Double.isNaN(loadAfter) ? "null" : num(loadAfter))
+                .append(",\n  \"launch_latency\": [");
+        for (int i = 0; i < latencies.size(); i++) {
+            BenchRunner.LaunchLatency l = latencies.get(i);
+            sb.append(i == 0 ? "\n" : ",\n").append("    {\"device\": ").append(Json.str(l.deviceId()))
+                    .append(", \"what\": ").append(Json.str(l.what()))
+                    .append(", \"median_ms\": ").append(num(l.wall().median()))
+                    .append(", \"p10_ms\": ").append(num(l.wall().p10()))
+                    .append(", \"p90_ms\": ").append(num(l.wall().p90()))
+                    .append(", \"kernel_median_ms\": ").append(l.kernel() == null ? "null" : num(l.kernel().median()))
+                    .append('}');
+        }
+        sb.append(latencies.isEmpty() ? "],\n" : "\n  ],\n").append("  \"results\": [\n");
         for (int i = 0; i < results.size(); i++) {
             BenchResult r = results.get(i);
             Double j = java.get(key(r));
@@ -206,6 +305,7 @@ final class BenchCommand implements Callable<Integer> {
                     .append(", \"copy_gbps\": ").append(num(r.copyGbps()))
                     .append(", \"pct_of_copy\": ").append(num(r.percentOfCopy()))
                     .append(", \"speedup_vs_java\": ").append(j == null ? "null" : num(j / r.wall().median()))
+                    .append(", \"launches_per_call\": ").append(num(r.launchesPerCall()))
                     .append('}').append(i + 1 < results.size() ? ",\n" : "\n");
         }
         return sb.append("  ]\n}\n").toString();
