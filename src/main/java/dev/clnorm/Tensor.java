@@ -99,7 +99,8 @@ public final class Tensor implements AutoCloseable {
             n *= d;
             if (n > Geometry.MAX_ELEMENTS) {
                 throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has more than "
-                        + Geometry.MAX_ELEMENTS + " elements");
+                        + Geometry.MAX_ELEMENTS + " elements (over " + Geometry.MAX_ELEMENTS * 4L
+                        + " bytes as float32); the kernels index tensors with 32-bit integers");
             }
         }
         return n;
