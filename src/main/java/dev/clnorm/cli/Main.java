@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** Entry point of scripts/clnorm. */
 @Command(name = "clnorm", mixinStandardHelpOptions = true, version = "clnorm 0.1.0",
         description = "Batch normalization on OpenCL devices and the JVM.",
-        subcommands = {DemoCommand.class, DevicesCommand.class, BenchCommand.class, ParityCommand.class, RunCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, DevicesCommand.class, BenchCommand.class, ParityCommand.class, RunCommand.class, TrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
