@@ -1,6 +1,7 @@
 package dev.clnorm.cli;
 
 import dev.clnorm.BatchNorm;
+import dev.clnorm.Convention;
 import dev.clnorm.Devices;
 import dev.clnorm.Geometry;
 import dev.clnorm.Layout;
@@ -41,32 +42,6 @@ import java.util.concurrent.Callable;
 final class RunCommand implements Callable<Integer> {
 
     enum Mode { TRAIN, EVAL, BACKWARD }
-
-    /** Framework conventions for eps, momentum and the running-variance update. */
-    enum Convention {
-        /** r = (1-m) r + m batch, unbiased variance. */
-        PYTORCH(1e-5, 0.1, false, false),
-        /** r = m r + (1-m) batch, biased variance. */
-        KERAS(1e-3, 0.99, true, true),
-        /** r = m r + (1-m) batch, biased variance (opset 15, training_mode=1). */
-        ONNX(1e-5, 0.9, true, true),
-        /** r = (1-f) r + f batch with the caller's factor f, unbiased variance. */
-        CUDNN(1e-5, 0.1, false, false);
-
-        final double eps;
-        final double momentum;
-        /** Momentum weights the old running value (Keras/ONNX) rather than the batch (PyTorch/cuDNN). */
-        final boolean decayMomentum;
-        /** The running variance is fed the biased batch variance. */
-        final boolean biasedRunningVar;
-
-        Convention(double eps, double momentum, boolean decayMomentum, boolean biasedRunningVar) {
-            this.eps = eps;
-            this.momentum = momentum;
-            this.decayMomentum = decayMomentum;
-            this.biasedRunningVar = biasedRunningVar;
-        }
-    }
 
     enum LayoutName {
         NCHW(Layout.CHANNELS_FIRST), NHWC(Layout.CHANNELS_LAST);
@@ -212,16 +187,14 @@ final class RunCommand implements Callable<Integer> {
         if (mode != Mode.BACKWARD && dy != null) {
             throw new IllegalArgumentException("--dy is only used with --mode backward");
         }
-        double e = eps != null ? eps : convention.eps;
+        double e = eps != null ? eps : convention.defaultEps();
         if (!(e > 0) || Double.isInfinite(e)) {
             throw new IllegalArgumentException("--eps must be finite and > 0, got " + e);
         }
-        double m = momentum != null ? momentum : convention.momentum;
+        double m = momentum != null ? momentum : convention.defaultMomentum();
         if (!(m >= 0 && m <= 1)) {
             throw new IllegalArgumentException("--momentum must be in [0, 1], got " + m);
         }
-        // The layer speaks PyTorch's convention: its momentum is the weight of the new batch.
-        double layerMomentum = convention.decayMomentum ? 1.0 - m : m;
 
         NpyArray xa = readFloating(x, "--x");
         int[] shape = xa.shape();
@@ -265,7 +238,8 @@ final class RunCommand implements Callable<Integer> {
         String selector = device != null ? device : Devices.configuredSelector();
         String deviceId;
         try (Backend backend = Devices.open(selector);
-             BatchNorm bn = BatchNorm.builder(c).eps(e).momentum(layerMomentum).backend(backend).build();
+             BatchNorm bn = BatchNorm.builder(c).convention(convention).eps(e).momentum(m)
+                     .backend(backend).build();
              Tensor xt = Tensor.upload(backend, xa.toFloatArray(), lay, shape)) {
             deviceId = backend.info().id();
             xa = null;  // let the host copy go
@@ -278,7 +252,6 @@ final class RunCommand implements Callable<Integer> {
                     outputs.put("y", NpyArray.ofFloat32(y.download(), shape));
                 }
             } else {
-                int[] skippedBefore = bn.skippedUpdates();
                 try (Tensor y = bn.forwardTraining(xt)) {
                     outputs.put("y", NpyArray.ofFloat32(y.download(), shape));
                 }
@@ -287,20 +260,6 @@ final class RunCommand implements Callable<Integer> {
                 outputs.put("batch_var", NpyArray.ofFloat32(stats[1], c));
                 outputs.put("running_mean", NpyArray.ofFloat32(bn.runningMean(), c));
                 float[] rv = bn.runningVar();
-                if (convention.biasedRunningVar && g.valuesPerChannel() > 0) {
-                    // TODO(conventions): the layer feeds the running variance the unbiased batch variance
-                    // (PyTorch/cuDNN). Keras and ONNX feed it the biased one, which the layer cannot do yet, so
-                    // for those the running_var written here is recomputed on the host from the input running
-                    // variance and batch_var: r = (1 - f) r + f var_biased with f = 1 - momentum, in float64,
-                    // for the channels the layer updated (non-finite channels keep their value, as on the
-                    // device). Replace with the layer's own update once it has convention profiles.
-                    int[] skippedAfter = bn.skippedUpdates();
-                    for (int i = 0; i < c; i++) {
-                        if (skippedAfter[i] == skippedBefore[i]) {
-                            rv[i] = (float) ((1.0 - layerMomentum) * varV[i] + layerMomentum * stats[1][i]);
-                        }
-                    }
-                }
                 outputs.put("running_var", NpyArray.ofFloat32(rv, c));
                 if (mode == Mode.BACKWARD) {
                     try (Tensor dyt = Tensor.upload(backend, dyV, lay, shape); Tensor dx = bn.backward(xt, dyt)) {
