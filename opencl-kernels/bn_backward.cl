@@ -5,10 +5,10 @@
 // Launch 1 reduces per-work-group partial sums and its last work-group merges them per channel in
 // index order (see take_ticket_is_last); launch 2 is elementwise.
 
-inline void finalize_grads(int c, partial_layout pl, volatile __global const float* part_db,
-                           volatile __global const float* part_dg, __global float* dbeta, __global float* dgamma) {
-    float sb = 0.0f;
-    float sg = 0.0f;
+inline void finalize_grads(int c, partial_layout pl, volatile __global const real* part_db,
+                           volatile __global const real* part_dg, __global real* dbeta, __global real* dgamma) {
+    real sb = 0.0f;
+    real sg = 0.0f;
     for (int a = 0; a < pl.acount; a++) {
         for (int b = 0; b < pl.bcount; b++) {
             const int p = c * pl.cstride + a * pl.astride + b;
@@ -21,7 +21,7 @@ inline void finalize_grads(int c, partial_layout pl, volatile __global const flo
 }
 
 // Tree sum of two values per work-item along local dimension `dim` (power-of-two size).
-inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int dim) {
+inline real2 local_sum2(real2 v, __local real* l_a, __local real* l_b, int dim) {
     const int lid = flat_local_id();
     const int step = dim == 0 ? 1 : (int) get_local_size(0);
     const int along = get_local_id(dim);
@@ -35,18 +35,18 @@ inline float2 local_sum2(float2 v, __local float* l_a, __local float* l_b, int d
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    return (float2)(l_a[lid], l_b[lid]);
+    return (real2)(l_a[lid], l_b[lid]);
 }
 
 // (sum dy, sum dy * xhat) over this work-item's share of units [u_begin, u_end) of channel c,
 // with VEC independent vector accumulators added in a fixed order at the end.
-inline float2 rows_grad_sums(__global const store_t* x, __global const store_t* dy, int channels, int inner, int c,
+inline real2 rows_grad_sums(__global const store_t* x, __global const store_t* dy, int channels, int inner, int c,
                              int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                             float h, float l, float is, __global const store_t* yact, int act) {
-    floatv sum_dy = (floatv) 0.0f;
-    floatv sum_dyx = (floatv) 0.0f;
-    float tail_dy = 0.0f;
-    float tail_dyx = 0.0f;
+                             real h, real l, real is, __global const store_t* yact, int act) {
+    realv sum_dy = (realv) 0.0f;
+    realv sum_dyx = (realv) 0.0f;
+    real tail_dy = 0.0f;
+    real tail_dyx = 0.0f;
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
         const int start = (u - o * segs) * seg_len;
@@ -55,23 +55,23 @@ inline float2 rows_grad_sums(__global const store_t* x, __global const store_t* 
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv d = RELU_MASK(floatv, TLOADV(dy + at), act, TLOADV(yact + at));
+            const realv d = RELU_MASK(realv, TLOADV(dy + at), act, TLOADV(yact + at));
             sum_dy += d;
             sum_dyx += d * (((TLOADV(x + at) - h) - l) * is);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float d = RELU_MASK(float, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
+            const real d = RELU_MASK(real, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
             tail_dy += d;
             tail_dyx += d * (((TLOAD(x + base + t) - h) - l) * is);
         }
     }
-    return (float2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx);
+    return (real2)(vsum(sum_dy) + tail_dy, vsum(sum_dyx) + tail_dyx);
 }
 
 // dx over this work-item's share of units [u_begin, u_end) of channel c.
 inline void dx_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx, int channels, int inner,
                     int c, int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                    float h, float l, float is, float scale, float db, float dg,
+                    real h, real l, real is, real scale, real db, real dg,
                     __global const store_t* yact, int act, __global store_t* dres) {
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
@@ -81,16 +81,16 @@ inline void dx_rows(__global const store_t* x, __global const store_t* dy, __glo
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv xhat = ((TLOADV(x + at) - h) - l) * is;
-            const floatv d = RELU_MASK(floatv, TLOADV(dy + at), act, TLOADV(yact + at));
+            const realv xhat = ((TLOADV(x + at) - h) - l) * is;
+            const realv d = RELU_MASK(realv, TLOADV(dy + at), act, TLOADV(yact + at));
             TSTOREV(scale * (d - db - xhat * dg), dx + at);
             if (act & ACT_RESIDUAL) {
                 TSTOREV(d, dres + at);
             }
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((TLOAD(x + base + t) - h) - l) * is;
-            const float d = RELU_MASK(float, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
+            const real xhat = ((TLOAD(x + base + t) - h) - l) * is;
+            const real d = RELU_MASK(real, TLOAD(dy + base + t), act, TLOAD(yact + base + t));
             TSTORE(scale * (d - db - xhat * dg), dx + base + t);
             if (act & ACT_RESIDUAL) {
                 TSTORE(d, dres + base + t);
@@ -100,28 +100,28 @@ inline void dx_rows(__global const store_t* x, __global const store_t* dy, __glo
 }
 
 #define GRAD_ARGS                                                                     \
-    __global const float* mean_hi, __global const float* mean_lo,                     \
-    __global const float* invstd,                                                     \
-    __global float* part_db, __global float* part_dg, volatile __global int* counter, \
-    __global float* dbeta, __global float* dgamma,                                   \
+    __global const real* mean_hi, __global const real* mean_lo,                     \
+    __global const real* invstd,                                                     \
+    __global real* part_db, __global real* part_dg, volatile __global int* counter, \
+    __global real* dbeta, __global real* dgamma,                                   \
     __global const store_t* yact, const int act
 
 __kernel void bn_grad_rows(__global const store_t* x, __global const store_t* dy, const int channels, const int inner,
                            const int segs, const int seg_len, const int units, const int units_per_group,
-                           GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
+                           GRAD_ARGS, __local real* l_a, __local real* l_b, __local int* l_flag) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
     const int c = get_group_id(1);
     const int groups = get_num_groups(0);
-    const float h = mean_hi[c];
-    const float l = mean_lo[c];
-    const float is = invstd[c];
+    const real h = mean_hi[c];
+    const real l = mean_lo[c];
+    const real is = invstd[c];
 
-    const float2 mine = rows_grad_sums(x, dy, channels, inner, c, g * units_per_group,
+    const real2 mine = rows_grad_sums(x, dy, channels, inner, c, g * units_per_group,
                                        min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, h, l, is,
                                        yact, act);
-    float2 s = local_sum2(mine, l_a, l_b, 0);
+    real2 s = local_sum2(mine, l_a, l_b, 0);
     if (lid == 0) {
         part_db[c * groups + g] = s.x;
         part_dg[c * groups + g] = s.y;
@@ -139,7 +139,7 @@ __kernel void bn_grad_rows(__global const store_t* x, __global const store_t* dy
 
 __kernel void bn_grad_cols(__global const store_t* x, __global const store_t* dy, const int channels, const int inner,
                            const int outer, const int rows_per_group,
-                           GRAD_ARGS, __local float* l_a, __local float* l_b, __local int* l_flag) {
+                           GRAD_ARGS, __local real* l_a, __local real* l_b, __local int* l_flag) {
     const int columns = channels * inner;
     const int jv = get_global_id(0);
     const int j = jv * CW;
@@ -147,33 +147,33 @@ __kernel void bn_grad_cols(__global const store_t* x, __global const store_t* dy
     const int row_groups = get_num_groups(1);
     const int ly = get_local_id(1);
     const int valid = j < columns;
-    floatc sum_dy = (floatc) 0.0f;
-    floatc sum_dyx = (floatc) 0.0f;
+    realc sum_dy = (realc) 0.0f;
+    realc sum_dyx = (realc) 0.0f;
     if (valid) {
-        const floatc h = LOAD_COLS(mean_hi, j, inner);
-        const floatc l = LOAD_COLS(mean_lo, j, inner);
-        const floatc is = LOAD_COLS(invstd, j, inner);
+        const realc h = LOAD_COLS(mean_hi, j, inner);
+        const realc l = LOAD_COLS(mean_lo, j, inner);
+        const realc is = LOAD_COLS(invstd, j, inner);
         const int r_end = min((gy + 1) * rows_per_group, outer);
         for (int r = gy * rows_per_group + ly; r < r_end; r += get_local_size(1)) {
             const int at = r * columns + j;
-            const floatc d = RELU_MASK(floatc, TLOADC(dy + at), act, TLOADC(yact + at));
+            const realc d = RELU_MASK(realc, TLOADC(dy + at), act, TLOADC(yact + at));
             sum_dy += d;
             sum_dyx += d * (((TLOADC(x + at) - h) - l) * is);
         }
     }
 #if CW == 1
-    float2 s = local_sum2((float2)(sum_dy, sum_dyx), l_a, l_b, 1);
+    real2 s = local_sum2((real2)(sum_dy, sum_dyx), l_a, l_b, 1);
     if (ly == 0 && valid) {
         part_db[gy * columns + j] = s.x;
         part_dg[gy * columns + j] = s.y;
     }
 #else
-    float bv[CW];
-    float gv[CW];
+    real bv[CW];
+    real gv[CW];
     vstorec(sum_dy, 0, bv);
     vstorec(sum_dyx, 0, gv);
     for (int lane = 0; lane < CW; lane++) {
-        float2 s = local_sum2((float2)(bv[lane], gv[lane]), l_a, l_b, 1);
+        real2 s = local_sum2((real2)(bv[lane], gv[lane]), l_a, l_b, 1);
         if (ly == 0 && valid) {
             part_db[gy * columns + j + lane] = s.x;
             part_dg[gy * columns + j + lane] = s.y;
@@ -193,9 +193,9 @@ __kernel void bn_grad_cols(__global const store_t* x, __global const store_t* dy
 }
 
 #define DX_ARGS                                                                            \
-    const float inv_m, __global const float* mean_hi, __global const float* mean_lo,       \
-    __global const float* invstd, __global const float* gamma,                             \
-    __global const float* dbeta, __global const float* dgamma,                             \
+    const real inv_m, __global const real* mean_hi, __global const real* mean_lo,       \
+    __global const real* invstd, __global const real* gamma,                             \
+    __global const real* dbeta, __global const real* dgamma,                             \
     __global const store_t* yact, const int act, __global store_t* dres
 
 __kernel void bn_dx_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
@@ -205,12 +205,12 @@ __kernel void bn_dx_rows(__global const store_t* x, __global const store_t* dy, 
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
     const int c = get_group_id(1);
-    const float h = mean_hi[c];
-    const float l = mean_lo[c];
-    const float is = invstd[c];
-    const float scale = gamma[c] * is;
-    const float db = dbeta[c] * inv_m;
-    const float dg = dgamma[c] * inv_m;
+    const real h = mean_hi[c];
+    const real l = mean_lo[c];
+    const real is = invstd[c];
+    const real scale = gamma[c] * is;
+    const real db = dbeta[c] * inv_m;
+    const real dg = dgamma[c] * inv_m;
     dx_rows(x, dy, dx, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
             seg_len, lid, lsize, h, l, is, scale, db, dg, yact, act, dres);
 }
@@ -222,18 +222,18 @@ __kernel void bn_dx_cols(__global const store_t* x, __global const store_t* dy, 
     if (j >= columns) {
         return;
     }
-    const floatc h = LOAD_COLS(mean_hi, j, inner);
-    const floatc l = LOAD_COLS(mean_lo, j, inner);
-    const floatc is = LOAD_COLS(invstd, j, inner);
-    const floatc scale = LOAD_COLS(gamma, j, inner) * is;
-    const floatc db = LOAD_COLS(dbeta, j, inner) * inv_m;
-    const floatc dg = LOAD_COLS(dgamma, j, inner) * inv_m;
+    const realc h = LOAD_COLS(mean_hi, j, inner);
+    const realc l = LOAD_COLS(mean_lo, j, inner);
+    const realc is = LOAD_COLS(invstd, j, inner);
+    const realc scale = LOAD_COLS(gamma, j, inner) * is;
+    const realc db = LOAD_COLS(dbeta, j, inner) * inv_m;
+    const realc dg = LOAD_COLS(dgamma, j, inner) * inv_m;
     const int gy = get_group_id(1);
     const int r_end = min((gy + 1) * rows_per_group, outer);
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
-        const floatc xhat = ((TLOADC(x + at) - h) - l) * is;
-        const floatc d = RELU_MASK(floatc, TLOADC(dy + at), act, TLOADC(yact + at));
+        const realc xhat = ((TLOADC(x + at) - h) - l) * is;
+        const realc d = RELU_MASK(realc, TLOADC(dy + at), act, TLOADC(yact + at));
         TSTOREC(scale * (d - db - xhat * dg), dx + at);
         if (act & ACT_RESIDUAL) {
             TSTOREC(d, dres + at);

@@ -14,7 +14,7 @@
 //    columns and walks rows. Used when rows are too short to keep a work-group busy.
 //
 // Compile-time options (-D): VEC (4 or 8) the vector width of the ROWS kernels; CW (1, 4 or 8)
-// the columns per work-item of the COLS kernels.
+// the columns per work-item of the COLS kernels; STORAGE the tensor type (below).
 
 #ifndef CLNORM_COMMON_CL
 #define CLNORM_COMMON_CL
@@ -29,12 +29,27 @@
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
-// floatv: VEC floats; vsum adds the lanes in a fixed order (reproducible).
+// Tensors (x, y, dy, dx, residual) are stored as float32 (STORAGE 0), float16 (1), bfloat16 (2) or
+// float64 (3). `real` is the arithmetic type and the type of parameters and statistics: float for
+// the first three, double for float64 (which needs cl_khr_fp64; the host checks the device first).
+#ifndef STORAGE
+#define STORAGE 0
+#endif
+#if STORAGE == 3
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real;
+#define REALN(n) CAT(double, n)
+#else
+typedef float real;
+#define REALN(n) CAT(float, n)
+#endif
+typedef REALN(2) real2;
+
+// realv: VEC reals; vsum adds the lanes in a fixed order (reproducible).
+typedef REALN(VEC) realv;
 #if VEC == 4
-typedef float4 floatv;
 #define vsum(v) (((v).s0 + (v).s1) + ((v).s2 + (v).s3))
 #elif VEC == 8
-typedef float8 floatv;
 #define vsum(v) ((((v).s0 + (v).s1) + ((v).s2 + (v).s3)) + (((v).s4 + (v).s5) + ((v).s6 + (v).s7)))
 #else
 #error "VEC must be 4 or 8"
@@ -42,15 +57,15 @@ typedef float8 floatv;
 #define vloadv CAT(vload, VEC)
 #define vstorev CAT(vstore, VEC)
 
-// floatc: CW floats (the columns one COLS work-item owns), with matching int and load/store.
+// realc: CW reals (the columns one COLS work-item owns), with matching int and load/store.
 #if CW == 1
-typedef float floatc;
+typedef real realc;
 typedef int intc;
 #define vloadc(i, p) ((p)[i])
 #define vstorec(v, i, p) ((p)[i] = (v))
 #define COL_LANES ((intc)(0))
 #else
-typedef CAT(float, CW) floatc;
+typedef REALN(CW) realc;
 typedef CAT(int, CW) intc;
 #define vloadc CAT(vload, CW)
 #define vstorec CAT(vstore, CW)
@@ -65,15 +80,11 @@ typedef CAT(int, CW) intc;
 
 // ---------------------------------------------------------------- storage types
 
-// Tensors (x, y, dy, dx, residual) are stored as float32 (STORAGE 0), float16 (1) or bfloat16 (2);
-// every computation is in float32 and parameters and statistics are always float32. float16 uses
-// the core vload_half/vstore_half (no cl_khr_fp16 needed; stores round to nearest even). bfloat16
-// is the top half of a float32: loads shift, stores round to nearest even and keep NaN a NaN.
-#ifndef STORAGE
-#define STORAGE 0
-#endif
-#if STORAGE == 0
-typedef float store_t;
+// 16-bit tensors are computed in float32: float16 uses the core vload_half/vstore_half (no
+// cl_khr_fp16 needed; stores round to nearest even). bfloat16 is the top half of a float32: loads
+// shift, stores round to nearest even and keep NaN a NaN. float32 and float64 load and store as is.
+#if STORAGE == 0 || STORAGE == 3
+typedef real store_t;
 #define TLOAD(p) (*(p))
 #define TSTORE(v, p) (*(p) = (v))
 #define TLOADV(p) vloadv(0, (p))
@@ -124,7 +135,7 @@ DEFINE_BF16_STORE_N(8)
 #define TSTOREC(v, p) CAT(bf16_store, CW)((v), (p))
 #endif
 #else
-#error "STORAGE must be 0 (float32), 1 (float16) or 2 (bfloat16)"
+#error "STORAGE must be 0 (float32), 1 (float16), 2 (bfloat16) or 3 (float64)"
 #endif
 
 // ---------------------------------------------------------------- moments (statistics)
@@ -133,9 +144,9 @@ DEFINE_BF16_STORE_N(8)
 // M2 = sum of squared deviations bounds every stored quantity by the data's spread instead of
 // letting it grow with n: M2 of 2^24 values with a spread of 1e16 overflows float32, var does not.
 typedef struct {
-    float n;
-    float mean;
-    float var;
+    real n;
+    real mean;
+    real var;
 } moments;
 
 inline moments moments_empty(void) {
@@ -150,10 +161,10 @@ inline moments moments_empty(void) {
 inline moments moments_merge(moments a, moments b) {
     if (b.n == 0.0f) return a;
     if (a.n == 0.0f) return b;
-    float n = a.n + b.n;
-    float wa = a.n / n;
-    float wb = b.n / n;
-    float delta = b.mean - a.mean;
+    real n = a.n + b.n;
+    real wa = a.n / n;
+    real wb = b.n / n;
+    real delta = b.mean - a.mean;
     moments r;
     r.n = n;
     r.mean = a.mean + delta * wb;
@@ -162,9 +173,9 @@ inline moments moments_merge(moments a, moments b) {
 }
 
 // Welford's update with one value, in var form.
-inline moments moments_push(moments a, float v) {
+inline moments moments_push(moments a, real v) {
     a.n += 1.0f;
-    float delta = v - a.mean;
+    real delta = v - a.mean;
     a.mean += delta / a.n;
     a.var += delta * ((v - a.mean) / a.n) - a.var / a.n;
     return a;
@@ -172,17 +183,17 @@ inline moments moments_push(moments a, float v) {
 
 // A whole vector at once: its own exact two-pass moments (no division: VEC is a power of two),
 // then one Chan merge. One division per VEC values instead of one per value.
-inline moments moments_push_vec(moments a, floatv v) {
-    const float inv = 1.0f / VEC;
-    float m = vsum(v) * inv;
-    floatv d = v - m;
-    moments b = {(float) VEC, m, vsum(d * d) * inv};
+inline moments moments_push_vec(moments a, realv v) {
+    const real inv = 1.0f / VEC;
+    real m = vsum(v) * inv;
+    realv d = v - m;
+    moments b = {(real) VEC, m, vsum(d * d) * inv};
     return moments_merge(a, b);
 }
 
 // Clamp a variance at 0 after merging, keeping NaN (fmax(NaN, 0) would be 0 and hide a
 // non-finite input behind a finite statistic).
-inline float clamp_nonnegative(float v) {
+inline real clamp_nonnegative(real v) {
     return v < 0.0f ? 0.0f : v;
 }
 
@@ -202,19 +213,19 @@ inline float clamp_nonnegative(float v) {
 #ifndef BV
 #define BV 16
 #endif
-inline moments block_moments(__global const store_t* p, int step, float shift) {
-    const float inv = 1.0f / (BV * VEC);
-    floatv s = (floatv) 0.0f;
+inline moments block_moments(__global const store_t* p, int step, real shift) {
+    const real inv = 1.0f / (BV * VEC);
+    realv s = (realv) 0.0f;
     for (int b = 0; b < BV; b++) {
         s += (TLOADV(p + b * step) - shift) * STATS_SCALE;
     }
-    const float m = vsum(s) * inv;
-    floatv q = (floatv) 0.0f;
+    const real m = vsum(s) * inv;
+    realv q = (realv) 0.0f;
     for (int b = 0; b < BV; b++) {
-        const floatv d = (TLOADV(p + b * step) - shift) * STATS_SCALE - m;
+        const realv d = (TLOADV(p + b * step) - shift) * STATS_SCALE - m;
         q += d * d;
     }
-    moments r = {(float) (BV * VEC), m, vsum(q) * inv};
+    moments r = {(real) (BV * VEC), m, vsum(q) * inv};
     return r;
 }
 
@@ -255,12 +266,14 @@ inline int flat_local_size(void) {
 // ReLU keeps NaN, as torch.relu does: select keeps v unless v < 0, and NaN < 0 is false.
 #define ACT_RELU 1
 #define ACT_RESIDUAL 2
+// The inner ?: takes a vector condition lane by lane (OpenCL C 6.3), unlike select() it needs no
+// integer type matched to T by hand (int for float, long for double scalars).
 #define EPILOGUE(T, v, act, residual_value) \
-    (((act) & ACT_RELU) ? select((v) + (residual_value), (T) 0.0f, ((v) + (residual_value)) < 0.0f) \
+    (((act) & ACT_RELU) ? ((((v) + (residual_value)) < 0.0f) ? (T) 0.0f : (v) + (residual_value)) \
                         : (v) + (residual_value))
 // Backward through ReLU: the mask is recomputed from the forward output y (y > 0 exactly where the
 // pre-activation was > 0), so no mask is stored; without ReLU dy passes through unchanged.
-#define RELU_MASK(T, d, act, y) (((act) & ACT_RELU) ? select((T) 0.0f, (d), (y) > 0.0f) : (d))
+#define RELU_MASK(T, d, act, y) (((act) & ACT_RELU) ? (((y) > 0.0f) ? (d) : (T) 0.0f) : (d))
 
 // ---------------------------------------------------------------- partial layouts
 

@@ -5,11 +5,11 @@
 //  - inference (from_running = 1): mean_hi is the running mean, mean_lo is ignored (0) and the
 //    third array holds the running variance, turned into invstd = 1/sqrt(var + eps) here.
 
-inline float affine_invstd(__global const float* stat2, int c, int from_running, float eps) {
+inline real affine_invstd(__global const real* stat2, int c, int from_running, real eps) {
     return from_running ? 1.0f / sqrt(stat2[c] + eps) : stat2[c];
 }
 
-inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
+inline real affine_lo(__global const real* mean_lo, int c, int from_running) {
     return from_running ? 0.0f : mean_lo[c];
 }
 
@@ -17,7 +17,7 @@ inline float affine_lo(__global const float* mean_lo, int c, int from_running) {
 // channel c (same decomposition as rows_moments).
 inline void affine_rows(__global const store_t* x, __global store_t* y, int channels, int inner, int c,
                         int u_begin, int u_end, int segs, int seg_len, int lid, int lsize,
-                        float h, float l, float is, float ga, float be,
+                        real h, real l, real is, real ga, real be,
                         __global const store_t* residual, int act) {
     const int add = act & ACT_RESIDUAL;
     for (int u = u_begin; u < u_end; u++) {
@@ -28,14 +28,14 @@ inline void affine_rows(__global const store_t* x, __global store_t* y, int chan
         const int vecs = (end - start) / VEC;
         for (int k = lid; k < vecs; k += lsize) {
             const int at = base + start + k * VEC;
-            const floatv xhat = ((TLOADV(x + at) - h) - l) * is;
-            const floatv z = add ? TLOADV(residual + at) : (floatv) 0.0f;
-            TSTOREV(EPILOGUE(floatv, ga * xhat + be, act, z), y + at);
+            const realv xhat = ((TLOADV(x + at) - h) - l) * is;
+            const realv z = add ? TLOADV(residual + at) : (realv) 0.0f;
+            TSTOREV(EPILOGUE(realv, ga * xhat + be, act, z), y + at);
         }
         for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            const float xhat = ((TLOAD(x + base + t) - h) - l) * is;
-            const float z = add ? TLOAD(residual + base + t) : 0.0f;
-            TSTORE(EPILOGUE(float, ga * xhat + be, act, z), y + base + t);
+            const real xhat = ((TLOAD(x + base + t) - h) - l) * is;
+            const real z = add ? TLOAD(residual + base + t) : 0.0f;
+            TSTORE(EPILOGUE(real, ga * xhat + be, act, z), y + base + t);
         }
     }
 }
@@ -43,20 +43,20 @@ inline void affine_rows(__global const store_t* x, __global store_t* y, int chan
 // ROWS traversal with the same work decomposition as bn_stats_rows.
 __kernel void bn_affine_rows(__global const store_t* x, __global store_t* y, const int channels, const int inner,
                              const int segs, const int seg_len, const int units, const int units_per_group,
-                             const int from_running, const float eps,
-                             __global const float* mean_hi, __global const float* mean_lo,
-                             __global const float* stat2,
-                             __global const float* gamma, __global const float* beta,
+                             const int from_running, const real eps,
+                             __global const real* mean_hi, __global const real* mean_lo,
+                             __global const real* stat2,
+                             __global const real* gamma, __global const real* beta,
                              __global const store_t* residual, const int act) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
     const int c = get_group_id(1);
-    const float h = mean_hi[c];
-    const float l = affine_lo(mean_lo, c, from_running);
-    const float is = affine_invstd(stat2, c, from_running, eps);
-    const float ga = gamma[c];
-    const float be = beta[c];
+    const real h = mean_hi[c];
+    const real l = affine_lo(mean_lo, c, from_running);
+    const real is = affine_invstd(stat2, c, from_running, eps);
+    const real ga = gamma[c];
+    const real be = beta[c];
 
     affine_rows(x, y, channels, inner, c, g * units_per_group, min((g + 1) * units_per_group, units), segs,
                 seg_len, lid, lsize, h, l, is, ga, be, residual, act);
@@ -65,28 +65,28 @@ __kernel void bn_affine_rows(__global const store_t* x, __global store_t* y, con
 // COLS traversal: grid (column items, row groups * LY), local (LX, LY).
 __kernel void bn_affine_cols(__global const store_t* x, __global store_t* y, const int channels, const int inner,
                              const int outer, const int rows_per_group,
-                             const int from_running, const float eps,
-                             __global const float* mean_hi, __global const float* mean_lo,
-                             __global const float* stat2,
-                             __global const float* gamma, __global const float* beta,
+                             const int from_running, const real eps,
+                             __global const real* mean_hi, __global const real* mean_lo,
+                             __global const real* stat2,
+                             __global const real* gamma, __global const real* beta,
                              __global const store_t* residual, const int act) {
     const int columns = channels * inner;
     const int j = get_global_id(0) * CW;
     if (j >= columns) {
         return;
     }
-    const floatc h = LOAD_COLS(mean_hi, j, inner);
-    const floatc l = from_running ? (floatc) 0.0f : LOAD_COLS(mean_lo, j, inner);
-    const floatc s2 = LOAD_COLS(stat2, j, inner);
-    const floatc is = from_running ? 1.0f / sqrt(s2 + eps) : s2;
-    const floatc ga = LOAD_COLS(gamma, j, inner);
-    const floatc be = LOAD_COLS(beta, j, inner);
+    const realc h = LOAD_COLS(mean_hi, j, inner);
+    const realc l = from_running ? (realc) 0.0f : LOAD_COLS(mean_lo, j, inner);
+    const realc s2 = LOAD_COLS(stat2, j, inner);
+    const realc is = from_running ? 1.0f / sqrt(s2 + eps) : s2;
+    const realc ga = LOAD_COLS(gamma, j, inner);
+    const realc be = LOAD_COLS(beta, j, inner);
     const int gy = get_group_id(1);
     const int r_end = min((gy + 1) * rows_per_group, outer);
     for (int r = gy * rows_per_group + get_local_id(1); r < r_end; r += get_local_size(1)) {
         const int at = r * columns + j;
-        const floatc xhat = ((TLOADC(x + at) - h) - l) * is;
-        const floatc z = (act & ACT_RESIDUAL) ? TLOADC(residual + at) : (floatc) 0.0f;
-        TSTOREC(EPILOGUE(floatc, ga * xhat + be, act, z), y + at);
+        const realc xhat = ((TLOADC(x + at) - h) - l) * is;
+        const realc z = (act & ACT_RESIDUAL) ? TLOADC(residual + at) : (realc) 0.0f;
+        TSTOREC(EPILOGUE(realc, ga * xhat + be, act, z), y + at);
     }
 }

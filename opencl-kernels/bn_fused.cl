@@ -6,18 +6,18 @@
 // Grid (L, channels): work-group c owns channel c, all `outer` rows, one unit per row.
 
 __kernel void bn_train_fused_rows(__global const store_t* x, __global store_t* y, const int channels, const int inner,
-                                  const int outer, const float eps, const float keep, const float factor,
+                                  const int outer, const real eps, const real keep, const real factor,
                                   const int update_running, const int unbiased_running,
-                                  __global float* save_mean, __global float* save_mean_lo,
-                                  __global float* save_invstd, __global float* running_mean,
-                                  __global float* running_var, __global int* skipped,
-                                  __global const float* gamma, __global const float* beta,
+                                  __global real* save_mean, __global real* save_mean_lo,
+                                  __global real* save_invstd, __global real* running_mean,
+                                  __global real* running_var, __global int* skipped,
+                                  __global const real* gamma, __global const real* beta,
                                   __global const store_t* residual, const int act,
-                                  __local float* l_n, __local float* l_mean, __local float* l_var) {
+                                  __local real* l_n, __local real* l_mean, __local real* l_var) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int c = get_group_id(1);
-    const float shift = TLOAD(x + c * inner);
+    const real shift = TLOAD(x + c * inner);
     moments acc = rows_moments(x, channels, inner, c, 0, outer, 1, inner, lid, lsize, shift);
     acc = local_merge(acc, l_n, l_mean, l_var, 0);
     if (lid == 0) {
@@ -30,21 +30,21 @@ __kernel void bn_train_fused_rows(__global const store_t* x, __global store_t* y
 }
 
 __kernel void bn_backward_fused_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
-                                     const int channels, const int inner, const int outer, const float inv_m,
-                                     __global const float* mean_hi, __global const float* mean_lo,
-                                     __global const float* invstd, __global const float* gamma,
-                                     __global float* dbeta, __global float* dgamma,
+                                     const int channels, const int inner, const int outer, const real inv_m,
+                                     __global const real* mean_hi, __global const real* mean_lo,
+                                     __global const real* invstd, __global const real* gamma,
+                                     __global real* dbeta, __global real* dgamma,
                                      __global const store_t* yact, const int act, __global store_t* dres,
-                                     __local float* l_a, __local float* l_b) {
+                                     __local real* l_a, __local real* l_b) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int c = get_group_id(1);
-    const float h = mean_hi[c];
-    const float l = mean_lo[c];
-    const float is = invstd[c];
-    float2 s = rows_grad_sums(x, dy, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is, yact, act);
+    const real h = mean_hi[c];
+    const real l = mean_lo[c];
+    const real is = invstd[c];
+    real2 s = rows_grad_sums(x, dy, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is, yact, act);
     local_sum2(s, l_a, l_b, 0);
-    s = (float2)(l_a[0], l_b[0]);  // the channel's sums; local_sum2 ended with a barrier
+    s = (real2)(l_a[0], l_b[0]);  // the channel's sums; local_sum2 ended with a barrier
     if (lid == 0) {
         dbeta[c] = s.x;
         dgamma[c] = s.y;

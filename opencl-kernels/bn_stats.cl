@@ -3,29 +3,30 @@
 // updates the running statistics.
 
 // Finishes channel c's statistics from its merged moments (of (x - shift) * STATS_SCALE):
-//  - the mean is saved as a float pair (hi + lo) so that (x - hi) - lo keeps float precision
+//  - the mean is saved as a pair (hi + lo) of the arithmetic type (`real`, see bn_common.cl) so that
+//    (x - hi) - lo keeps full precision
 //    even when |mean| >> std; invstd = 1/sqrt(var + eps) with the biased variance;
 //  - running statistics: running = keep*running + factor*batch (the host computes keep and factor
 //    the way the chosen framework convention does), the running variance fed the unbiased variance
 //    m/(m-1) (PyTorch, cuDNN) or the biased one (Keras, ONNX). A channel whose statistics are not
-//    finite (NaN/Inf input, or a variance beyond float range) is left out and counted in skipped[c].
-inline void finish_channel(int c, moments acc, float shift, float eps, float keep, float factor,
+//    finite (NaN/Inf input, or a variance beyond the range of `real`) is left out and counted in skipped[c].
+inline void finish_channel(int c, moments acc, real shift, real eps, real keep, real factor,
                            int update_running, int unbiased_running,
-                           __global float* save_mean, __global float* save_mean_lo,
-                           __global float* save_invstd, __global float* running_mean,
-                           __global float* running_var, __global int* skipped) {
-    const float mean_dev = acc.mean * STATS_UNSCALE;
-    const float mean_hi = shift + mean_dev;
-    const float mean_lo = (shift - mean_hi) + mean_dev;   // what rounding mean_hi dropped
-    const float var_scaled = clamp_nonnegative(acc.var);
-    const float var = var_scaled * (STATS_UNSCALE * STATS_UNSCALE);
+                           __global real* save_mean, __global real* save_mean_lo,
+                           __global real* save_invstd, __global real* running_mean,
+                           __global real* running_var, __global int* skipped) {
+    const real mean_dev = acc.mean * STATS_UNSCALE;
+    const real mean_hi = shift + mean_dev;
+    const real mean_lo = (shift - mean_hi) + mean_dev;   // what rounding mean_hi dropped
+    const real var_scaled = clamp_nonnegative(acc.var);
+    const real var = var_scaled * (STATS_UNSCALE * STATS_UNSCALE);
     save_mean[c] = mean_hi;
     save_mean_lo[c] = mean_lo;
     // var is +Inf when the spread exceeds ~1.8e19; invstd is still well defined in the scaled
     // domain, where eps is negligible. Otherwise the plain formula honours eps exactly.
     save_invstd[c] = isinf(var) ? STATS_SCALE / sqrt(var_scaled) : 1.0f / sqrt(var + eps);
     if (update_running) {
-        const float fed = unbiased_running ? var * (acc.n / (acc.n - 1.0f)) : var;
+        const real fed = unbiased_running ? var * (acc.n / (acc.n - 1.0f)) : var;
         if (isfinite(mean_hi) && isfinite(fed)) {
             running_mean[c] = keep * running_mean[c] + factor * mean_hi;
             running_var[c] = keep * running_var[c] + factor * fed;
@@ -37,13 +38,13 @@ inline void finish_channel(int c, moments acc, float shift, float eps, float kee
 
 // Merges channel c's partials in index order and finishes its statistics.
 inline void finalize_channel(int c, partial_layout pl, __global const store_t* x, int inner,
-                             volatile __global const float* part_n,
-                             volatile __global const float* part_mean,
-                             volatile __global const float* part_var,
-                             float eps, float keep, float factor, int update_running, int unbiased_running,
-                             __global float* save_mean, __global float* save_mean_lo,
-                             __global float* save_invstd, __global float* running_mean,
-                             __global float* running_var, __global int* skipped) {
+                             volatile __global const real* part_n,
+                             volatile __global const real* part_mean,
+                             volatile __global const real* part_var,
+                             real eps, real keep, real factor, int update_running, int unbiased_running,
+                             __global real* save_mean, __global real* save_mean_lo,
+                             __global real* save_invstd, __global real* running_mean,
+                             __global real* running_var, __global int* skipped) {
     moments acc = moments_empty();
     for (int a = 0; a < pl.acount; a++) {
         for (int b = 0; b < pl.bcount; b++) {
@@ -58,7 +59,7 @@ inline void finalize_channel(int c, partial_layout pl, __global const store_t* x
 
 // Local tree merge of one moments triple per work-item along local dimension `dim`; the local
 // size along it is a power of two. Work-items with the same other coordinate merge together.
-inline moments local_merge(moments acc, __local float* l_n, __local float* l_mean, __local float* l_var,
+inline moments local_merge(moments acc, __local real* l_n, __local real* l_mean, __local real* l_var,
                            int dim) {
     const int lid = flat_local_id();
     const int step = dim == 0 ? 1 : (int) get_local_size(0);
@@ -85,7 +86,7 @@ inline moments local_merge(moments acc, __local float* l_n, __local float* l_mea
 // Moments of channel c over units [u_begin, u_end) of the ROWS decomposition, this work-item's
 // share: vectors lid, lid + lsize, ... of each unit's segment, then the scalar tail.
 inline moments rows_moments(__global const store_t* x, int channels, int inner, int c, int u_begin, int u_end,
-                            int segs, int seg_len, int lid, int lsize, float shift) {
+                            int segs, int seg_len, int lid, int lsize, real shift) {
     moments acc = moments_empty();
     for (int u = u_begin; u < u_end; u++) {
         const int o = u / segs;
@@ -108,24 +109,24 @@ inline moments rows_moments(__global const store_t* x, int channels, int inner, 
 }
 
 #define STATS_FINALIZE_ARGS                                                                   \
-    const float eps, const float keep, const float factor,                                   \
+    const real eps, const real keep, const real factor,                                   \
     const int update_running, const int unbiased_running,                                     \
-    __global float* part_n, __global float* part_mean, __global float* part_var,              \
+    __global real* part_n, __global real* part_mean, __global real* part_var,              \
     volatile __global int* counter,                                                           \
-    __global float* save_mean, __global float* save_mean_lo, __global float* save_invstd,     \
-    __global float* running_mean, __global float* running_var, __global int* skipped
+    __global real* save_mean, __global real* save_mean_lo, __global real* save_invstd,     \
+    __global real* running_mean, __global real* running_var, __global int* skipped
 
 // ROWS traversal. Grid (groups_per_channel * L, channels), local (L, 1).
 __kernel void bn_stats_rows(__global const store_t* x, const int channels, const int inner,
                             const int segs, const int seg_len, const int units, const int units_per_group,
                             STATS_FINALIZE_ARGS,
-                            __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
+                            __local real* l_n, __local real* l_mean, __local real* l_var, __local int* l_flag) {
     const int lid = get_local_id(0);
     const int lsize = get_local_size(0);
     const int g = get_group_id(0);
     const int c = get_group_id(1);
     const int groups = get_num_groups(0);
-    const float shift = TLOAD(x + c * inner);
+    const real shift = TLOAD(x + c * inner);
 
     moments acc = rows_moments(x, channels, inner, c, g * units_per_group,
                                min((g + 1) * units_per_group, units), segs, seg_len, lid, lsize, shift);
@@ -155,7 +156,7 @@ __kernel void bn_stats_rows(__global const store_t* x, const int channels, const
 __kernel void bn_stats_cols(__global const store_t* x, const int channels, const int inner, const int outer,
                             const int rows_per_group,
                             STATS_FINALIZE_ARGS,
-                            __local float* l_n, __local float* l_mean, __local float* l_var, __local int* l_flag) {
+                            __local real* l_n, __local real* l_mean, __local real* l_var, __local int* l_flag) {
     const int columns = channels * inner;
     const int jv = get_global_id(0);
     const int gy = get_group_id(1);
@@ -166,42 +167,42 @@ __kernel void bn_stats_cols(__global const store_t* x, const int channels, const
     const int valid = j < columns;
 
     // Per-lane Welford: the count is the same for every lane.
-    float n = 0.0f;
-    floatc mean = (floatc) 0.0f;
-    floatc var = (floatc) 0.0f;
+    real n = 0.0f;
+    realc mean = (realc) 0.0f;
+    realc var = (realc) 0.0f;
     if (valid) {
 #if CW == 1
-        const floatc shift = TLOAD(x + (j / inner) * inner);
+        const realc shift = TLOAD(x + (j / inner) * inner);
 #else
-        const floatc shift = TLOADC(x + jv * CW);
+        const realc shift = TLOADC(x + jv * CW);
 #endif
         const int r_end = min((gy + 1) * rows_per_group, outer);
         int r = gy * rows_per_group + ly;
         // Blocks of BV rows: two passes per block (the second from cache), one merge per block,
         // for the same reason as block_moments.
         for (; r + (BV - 1) * lys < r_end; r += BV * lys) {
-            floatc s = (floatc) 0.0f;
+            realc s = (realc) 0.0f;
             for (int b = 0; b < BV; b++) {
                 s += (TLOADC(x + (r + b * lys) * columns + j) - shift) * STATS_SCALE;
             }
-            const floatc bm = s * (1.0f / BV);
-            floatc q = (floatc) 0.0f;
+            const realc bm = s * (1.0f / BV);
+            realc q = (realc) 0.0f;
             for (int b = 0; b < BV; b++) {
-                const floatc d = (TLOADC(x + (r + b * lys) * columns + j) - shift) * STATS_SCALE - bm;
+                const realc d = (TLOADC(x + (r + b * lys) * columns + j) - shift) * STATS_SCALE - bm;
                 q += d * d;
             }
-            const float total = n + BV;
-            const float wa = n / total;
-            const float wb = BV / total;
-            const floatc delta = bm - mean;
+            const real total = n + BV;
+            const real wa = n / total;
+            const real wb = BV / total;
+            const realc delta = bm - mean;
             mean += delta * wb;
             var = wa * var + wb * (q * (1.0f / BV)) + (delta * wa) * (delta * wb);
             n = total;
         }
         for (; r < r_end; r += lys) {
-            const floatc v = (TLOADC(x + r * columns + j) - shift) * STATS_SCALE;
+            const realc v = (TLOADC(x + r * columns + j) - shift) * STATS_SCALE;
             n += 1.0f;
-            const floatc delta = v - mean;
+            const realc delta = v - mean;
             mean += delta / n;
             var += delta * ((v - mean) / n) - var / n;
         }
@@ -217,8 +218,8 @@ __kernel void bn_stats_cols(__global const store_t* x, const int channels, const
         part_var[p] = m0.var;
     }
 #else
-    float mv[CW];
-    float vv[CW];
+    real mv[CW];
+    real vv[CW];
     vstorec(mean, 0, mv);
     vstorec(var, 0, vv);
     for (int lane = 0; lane < CW; lane++) {
@@ -248,9 +249,9 @@ __kernel void bn_stats_cols(__global const store_t* x, const int channels, const
 
 // useGlobalStats (a frozen layer): the running statistics stand in for the saved batch statistics,
 // so normalize and backward use them unchanged. One work-item per channel.
-__kernel void bn_saved_from_running(const int channels, const float eps, __global const float* running_mean,
-                                    __global const float* running_var, __global float* save_mean,
-                                    __global float* save_mean_lo, __global float* save_invstd) {
+__kernel void bn_saved_from_running(const int channels, const real eps, __global const real* running_mean,
+                                    __global const real* running_var, __global real* save_mean,
+                                    __global real* save_mean_lo, __global real* save_invstd) {
     const int c = get_global_id(0);
     if (c >= channels) {
         return;

@@ -35,6 +35,15 @@ import java.util.List;
  * {@link Builder#useGlobalStats} freezes the layer: the training forward normalises with the running
  * statistics (and leaves them alone), and its backward treats them as constants.
  *
+ * <p><b>Precision:</b> a layer is float32 by default: its parameters and statistics are float32 and
+ * it takes FLOAT32, FLOAT16 and BFLOAT16 tensors (16-bit tensors are computed in float32).
+ * {@link Builder#dtype dtype(FLOAT64)} makes a float64 layer, as PyTorch's {@code module.double()}:
+ * float64 parameters, statistics and arithmetic (eps and the running-update weights in double
+ * too), FLOAT64 tensors only. On OpenCL it needs a device with double precision (cl_khr_fp64); the
+ * Java backend always has it. The {@code float[]} getters and setters round a float64 layer's
+ * values; the {@code double[]} ones ({@link #runningMeanDouble()}, {@link #setRunningMean(double[])},
+ * ...) are exact for both precisions (a float32 layer rounds what they set to float32).
+ *
  * <p><b>Bad input</b> is rejected with an exception naming what was expected and what was received,
  * before any device work and without changing anything the layer stores: rank outside 2..5, a
  * channel count that differs from the layer's, dy/dx/y whose shape or layout differs from x's,
@@ -81,7 +90,10 @@ import java.util.List;
 public final class BatchNorm implements AutoCloseable {
     private final Backend backend;
     private final int channels;
-    private final float eps;
+    /** FLOAT32 or FLOAT64: the type of the parameters and statistics, and of the arithmetic. */
+    private final ElementType dtype;
+    /** The builder's eps rounded to the layer's precision. */
+    private final double eps;
     private final Double momentum;
     private final Convention convention;
     private final boolean useScale;
@@ -106,8 +118,14 @@ public final class BatchNorm implements AutoCloseable {
     private BatchNorm(Builder b) {
         this.backend = b.backend != null ? b.backend : Devices.defaultBackend();
         this.channels = b.channels;
+        this.dtype = b.dtype;
+        if (dtype == ElementType.FLOAT64 && !backend.info().fp64()) {
+            throw new IllegalArgumentException("a float64 layer needs double precision (cl_khr_fp64), which "
+                    + backend.info().describe() + " does not report; use a float32 layer or another device "
+                    + "(the Java backend always has float64)");
+        }
         this.convention = b.convention;
-        this.eps = (float) b.effectiveEps();
+        this.eps = dtype == ElementType.FLOAT64 ? b.effectiveEps() : (float) b.effectiveEps();
         this.momentum = b.effectiveMomentum();
         this.useScale = b.useScale;
         this.useShift = b.useShift;
@@ -117,16 +135,16 @@ public final class BatchNorm implements AutoCloseable {
         this.strictNonFinite = b.strictNonFinite;
         List<AutoCloseable> made = new ArrayList<>();
         try {
-            DeviceBuffer gamma = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer beta = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer runningMean = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer runningVar = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer saveMean = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer saveMeanLo = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            DeviceBuffer saveInvstd = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            DeviceBuffer gamma = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer beta = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer runningMean = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer runningVar = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer saveMean = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer saveMeanLo = track(made, backend.allocate(channels, dtype));
+            DeviceBuffer saveInvstd = track(made, backend.allocate(channels, dtype));
             DeviceBuffer skipped = track(made, backend.allocate(channels, ElementType.INT32));
-            gradWeight = track(made, backend.allocate(channels, ElementType.FLOAT32));
-            gradBias = track(made, backend.allocate(channels, ElementType.FLOAT32));
+            gradWeight = track(made, backend.allocate(channels, dtype));
+            gradBias = track(made, backend.allocate(channels, dtype));
             backend.fill(gamma, 1.0f);
             backend.fill(runningVar, 1.0f);
             state = new BatchNormBuffers(channels, gamma, beta, runningMean, runningVar, saveMean, saveMeanLo,
@@ -175,6 +193,7 @@ public final class BatchNorm implements AutoCloseable {
         private Activation activation = Activation.NONE;
         private boolean trackRunningStats = true;
         private boolean strictNonFinite = false;
+        private ElementType dtype = ElementType.FLOAT32;
         private Backend backend;
 
         private Builder(int channels) {
@@ -268,6 +287,16 @@ public final class BatchNorm implements AutoCloseable {
             return this;
         }
 
+        /**
+         * FLOAT32 (default): float32 parameters and statistics, FLOAT32/FLOAT16/BFLOAT16 tensors.
+         * FLOAT64: a float64 layer (float64 parameters, statistics and arithmetic, FLOAT64 tensors);
+         * on OpenCL the device must support cl_khr_fp64, checked by {@link #build()}.
+         */
+        public Builder dtype(ElementType dtype) {
+            this.dtype = java.util.Objects.requireNonNull(dtype, "dtype");
+            return this;
+        }
+
         /** The device; default {@link Devices#defaultBackend()}. */
         public Builder backend(Backend backend) {
             this.backend = backend;
@@ -277,6 +306,11 @@ public final class BatchNorm implements AutoCloseable {
         public BatchNorm build() {
             if (channels <= 0) {
                 throw new IllegalArgumentException("num_features (channels) must be positive, got " + channels);
+            }
+            if (dtype != ElementType.FLOAT32 && dtype != ElementType.FLOAT64) {
+                throw new IllegalArgumentException("a layer's dtype (its parameters' and statistics' type) is FLOAT32 "
+                        + "or FLOAT64, got " + dtype + (dtype.isTensorStorage() ? "; " + dtype + " tensors run on a "
+                        + "FLOAT32 layer" : ""));
             }
             double e = effectiveEps();
             if (!(e > 0) || Double.isInfinite(e) || (float) e == 0.0f) {
@@ -354,14 +388,15 @@ public final class BatchNorm implements AutoCloseable {
         RunningUpdate update = RunningUpdate.NONE;
         if (trackRunningStats) {
             numBatchesTracked++;
-            float[] w = convention.updateWeights(momentum, numBatchesTracked);
+            double[] w = dtype == ElementType.FLOAT64 ? convention.updateWeightsDouble(momentum, numBatchesTracked)
+                    : toDoubles(convention.updateWeights(momentum, numBatchesTracked));
             update = new RunningUpdate(true, w[0], w[1], convention.unbiasedRunningVar());
         }
         // Strict mode keeps what it needs to undo the step: the kernels update the finite channels
         // in place, so a rejected step restores the running statistics and skip counters.
         boolean rollback = strictNonFinite && trackRunningStats;
-        float[] meanBefore = rollback ? read(state.runningMean()) : null;
-        float[] varBefore = rollback ? read(state.runningVar()) : null;
+        double[] meanBefore = rollback ? readDoubles(state.runningMean()) : null;
+        double[] varBefore = rollback ? readDoubles(state.runningVar()) : null;
         int[] skippedBefore = rollback ? readInts(state.skippedUpdates()) : null;
         savedGeometry = null;
         savedFrozen = false;
@@ -370,8 +405,8 @@ public final class BatchNorm implements AutoCloseable {
             List<Integer> bad = nonFiniteChannels(skippedBefore);
             if (!bad.isEmpty()) {
                 if (rollback) {
-                    backend.upload(state.runningMean(), meanBefore);
-                    backend.upload(state.runningVar(), varBefore);
+                    writeDoubles(state.runningMean(), meanBefore);
+                    writeDoubles(state.runningVar(), varBefore);
                     backend.uploadInts(state.skippedUpdates(), skippedBefore);
                     numBatchesTracked--;
                 }
@@ -387,7 +422,8 @@ public final class BatchNorm implements AutoCloseable {
     /** useGlobalStats: normalise with the running statistics, saved as constants for backward. */
     private void runFrozen(Tensor x, Tensor y, Geometry g, Epilogue epilogue) {
         if (runningStatsUnverified) {
-            checkRunningStats(read(state.runningMean()), read(state.runningVar()), " (written through deviceState())");
+            checkRunningStats(readDoubles(state.runningMean()), readDoubles(state.runningVar()),
+                    " (written through deviceState())");
             runningStatsUnverified = false;
         }
         savedGeometry = null;
@@ -402,12 +438,12 @@ public final class BatchNorm implements AutoCloseable {
      * or (with running statistics) a running update the kernels skipped.
      */
     private List<Integer> nonFiniteChannels(int[] skippedBefore) {
-        float[] mean = read(state.saveMean());
-        float[] invstd = read(state.saveInvstd());
+        double[] mean = readDoubles(state.saveMean());
+        double[] invstd = readDoubles(state.saveInvstd());
         int[] skipped = skippedBefore != null ? readInts(state.skippedUpdates()) : null;
         List<Integer> bad = new ArrayList<>();
         for (int c = 0; c < channels; c++) {
-            if (!Float.isFinite(mean[c]) || !Float.isFinite(invstd[c])
+            if (!Double.isFinite(mean[c]) || !Double.isFinite(invstd[c])
                     || (skipped != null && skipped[c] != skippedBefore[c])) {
                 bad.add(c);
             }
@@ -459,7 +495,7 @@ public final class BatchNorm implements AutoCloseable {
         if (!trackRunningStats) {
             checkTrainable(x, g);
         } else if (runningStatsUnverified) {
-            checkRunningStats(read(state.runningMean()), read(state.runningVar()),
+            checkRunningStats(readDoubles(state.runningMean()), readDoubles(state.runningVar()),
                     " (written through deviceState())");
             runningStatsUnverified = false;
         }
@@ -476,23 +512,28 @@ public final class BatchNorm implements AutoCloseable {
         ops.inferenceForward(g, x.buffer(), y.buffer(), state, eps, epilogue);
     }
 
-    private static void checkRunningStats(float[] mean, float[] var, String source) {
+    private void checkRunningStats(double[] mean, double[] var, String source) {
         if (mean != null) {
             for (int c = 0; c < mean.length; c++) {
-                if (!Float.isFinite(mean[c])) {
-                    throw new IllegalArgumentException("running_mean must be finite, got " + mean[c] + " at channel "
-                            + c + source);
+                if (!Double.isFinite(mean[c])) {
+                    throw new IllegalArgumentException("running_mean must be finite, got " + show(mean[c])
+                            + " at channel " + c + source);
                 }
             }
         }
         if (var != null) {
             for (int c = 0; c < var.length; c++) {
-                if (!(var[c] >= 0) || var[c] == Float.POSITIVE_INFINITY) {
-                    throw new IllegalArgumentException("running_var must be finite and >= 0, got " + var[c]
+                if (!(var[c] >= 0) || var[c] == Double.POSITIVE_INFINITY) {
+                    throw new IllegalArgumentException("running_var must be finite and >= 0, got " + show(var[c])
                             + " at channel " + c + source);
                 }
             }
         }
+    }
+
+    /** A value as the layer holds it: float32's shortest form on a float32 layer. */
+    private String show(double v) {
+        return dtype == ElementType.FLOAT64 ? Double.toString(v) : Float.toString((float) v);
     }
 
     // ---------------------------------------------------------------- backward
@@ -575,32 +616,70 @@ public final class BatchNorm implements AutoCloseable {
 
     // ---------------------------------------------------------------- float[] conveniences
 
-    /** Uploads x, runs the training forward, downloads y. Shape errors are raised before the upload. */
+    /**
+     * Uploads x (as the layer's dtype), runs the training forward, downloads y. Shape errors are
+     * raised before the upload.
+     */
     public float[] forwardTraining(float[] x, int... shape) {
-        checkTrainable(shape, checkShape(x, shape));
-        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardTraining(xt)) {
+        checkTrainable(shape, checkShape(x == null ? null : x.length, shape));
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor y = forwardTraining(xt)) {
             return y.download();
+        }
+    }
+
+    /** {@link #forwardTraining(float[], int...)} with float64 host arrays (exact on a float64 layer). */
+    public double[] forwardTraining(double[] x, int... shape) {
+        checkTrainable(shape, checkShape(x == null ? null : x.length, shape));
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor y = forwardTraining(xt)) {
+            return y.downloadDoubles();
         }
     }
 
     /** Uploads x, runs the inference forward, downloads y. Shape errors are raised before the upload. */
     public float[] forwardInference(float[] x, int... shape) {
-        Geometry g = checkShape(x, shape);
+        checkInferable(shape, checkShape(x == null ? null : x.length, shape));
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor y = forwardInference(xt)) {
+            return y.download();
+        }
+    }
+
+    /** {@link #forwardInference(float[], int...)} with float64 host arrays (exact on a float64 layer). */
+    public double[] forwardInference(double[] x, int... shape) {
+        checkInferable(shape, checkShape(x == null ? null : x.length, shape));
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor y = forwardInference(xt)) {
+            return y.downloadDoubles();
+        }
+    }
+
+    private void checkInferable(int[] shape, Geometry g) {
         if (!trackRunningStats && g.valuesPerChannel() != 0) {
             checkTrainable(shape, g);
-        }
-        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor y = forwardInference(xt)) {
-            return y.download();
         }
     }
 
     /** Uploads x and dy, runs backward, downloads dx (dgamma and dbeta via the getters). */
     public float[] backward(float[] x, float[] dy, int... shape) {
-        checkShape(x, shape);
-        checkShape(dy, shape);
-        try (Tensor xt = Tensor.upload(backend, x, shape); Tensor dyt = Tensor.upload(backend, dy, shape);
+        checkShape(x == null ? null : x.length, shape);
+        checkShape(dy == null ? null : dy.length, shape);
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor dyt = Tensor.upload(backend, dy, Layout.CHANNELS_FIRST, dtype, shape);
              Tensor dx = backward(xt, dyt)) {
             return dx.download();
+        }
+    }
+
+    /** {@link #backward(float[], float[], int...)} with float64 host arrays (exact on a float64 layer). */
+    public double[] backward(double[] x, double[] dy, int... shape) {
+        checkShape(x == null ? null : x.length, shape);
+        checkShape(dy == null ? null : dy.length, shape);
+        try (Tensor xt = Tensor.upload(backend, x, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor dyt = Tensor.upload(backend, dy, Layout.CHANNELS_FIRST, dtype, shape);
+             Tensor dx = backward(xt, dyt)) {
+            return dx.downloadDoubles();
         }
     }
 
@@ -623,6 +702,13 @@ public final class BatchNorm implements AutoCloseable {
                     + x.layout().channelAxis(shape.length) + " of a " + x.layout() + " tensor), got shape "
                     + Arrays.toString(shape) + " with " + g.channels());
         }
+        if (x.dtype().parameterType() != dtype) {
+            throw new IllegalArgumentException(dtype == ElementType.FLOAT64
+                    ? "this float64 layer expects FLOAT64 " + what + " tensors, got " + x.dtype()
+                    : "expected " + what + " stored as FLOAT32, FLOAT16 or BFLOAT16 for this float32 layer, got "
+                            + x.dtype() + " (FLOAT64 tensors need a float64 layer: BatchNorm.builder(" + channels
+                            + ").dtype(ElementType.FLOAT64))");
+        }
         return g;
     }
 
@@ -637,10 +723,13 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    /** The float[] conveniences' checks (channels-first), so that bad input never reaches the device. */
-    private Geometry checkShape(float[] data, int[] shape) {
+    /**
+     * The host-array conveniences' checks (channels-first), so that bad input never reaches the
+     * device; {@code length} is the array's length, null for a null array.
+     */
+    private Geometry checkShape(Integer length, int[] shape) {
         checkOpen();
-        if (data == null) {
+        if (length == null) {
             throw new NullPointerException("input array is null");
         }
         Geometry g = Geometry.of(shape, Layout.CHANNELS_FIRST);
@@ -648,9 +737,9 @@ public final class BatchNorm implements AutoCloseable {
             throw new IllegalArgumentException("expected input with " + channels + " channels (axis 1 of a "
                     + Layout.CHANNELS_FIRST + " tensor), got shape " + Arrays.toString(shape) + " with " + g.channels());
         }
-        if (g.elements() != data.length) {
+        if (g.elements() != length) {
             throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " needs " + g.elements()
-                    + " values, got an array of " + data.length);
+                    + " values, got an array of " + length);
         }
         return g;
     }
@@ -691,7 +780,54 @@ public final class BatchNorm implements AutoCloseable {
 
     private float[] read(DeviceBuffer b) {
         float[] out = new float[channels];
+        if (b.type() == ElementType.FLOAT64) {
+            double[] wide = readDoubles(b);
+            for (int c = 0; c < channels; c++) {
+                out[c] = (float) wide[c];
+            }
+            return out;
+        }
         backend.download(b, out);
+        return out;
+    }
+
+    /** A per-channel buffer as doubles, exact for either precision. */
+    private double[] readDoubles(DeviceBuffer b) {
+        double[] out = new double[channels];
+        if (b.type() == ElementType.FLOAT64) {
+            backend.downloadDoubles(b, out);
+            return out;
+        }
+        float[] narrow = new float[channels];
+        backend.download(b, narrow);
+        for (int c = 0; c < channels; c++) {
+            out[c] = narrow[c];
+        }
+        return out;
+    }
+
+    /** Writes per-channel values in the buffer's type (a float32 buffer rounds each once). */
+    private void writeDoubles(DeviceBuffer b, double[] values) {
+        if (b.type() == ElementType.FLOAT64) {
+            backend.uploadDoubles(b, values);
+            return;
+        }
+        backend.upload(b, toFloats(values));
+    }
+
+    private static float[] toFloats(double[] values) {
+        float[] out = new float[values.length];
+        for (int i = 0; i < values.length; i++) {
+            out[i] = (float) values[i];
+        }
+        return out;
+    }
+
+    private static double[] toDoubles(float[] values) {
+        double[] out = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            out[i] = values[i];
+        }
         return out;
     }
 
@@ -701,14 +837,9 @@ public final class BatchNorm implements AutoCloseable {
         return out;
     }
 
-    private void write(DeviceBuffer b, float[] values, String name) {
-        if (values == null) {
-            throw new NullPointerException(name + " is null");
-        }
-        if (values.length != channels) {
-            throw new IllegalArgumentException(name + " should contain " + channels + " elements not " + values.length);
-        }
-        backend.upload(b, values);
+    private void write(DeviceBuffer b, double[] values, String name) {
+        checkLength(values, name);
+        writeDoubles(b, values);
     }
 
     // ---------------------------------------------------------------- state (downloads on request)
@@ -757,6 +888,46 @@ public final class BatchNorm implements AutoCloseable {
         return read(gradBias);
     }
 
+    public synchronized double[] weightDouble() {
+        checkOpen();
+        return readDoubles(state.gamma());
+    }
+
+    public synchronized double[] biasDouble() {
+        checkOpen();
+        return readDoubles(state.beta());
+    }
+
+    public synchronized double[] runningMeanDouble() {
+        checkOpen();
+        return readDoubles(state.runningMean());
+    }
+
+    public synchronized double[] runningVarDouble() {
+        checkOpen();
+        return readDoubles(state.runningVar());
+    }
+
+    public synchronized double[] savedMeanDouble() {
+        checkOpen();
+        return readDoubles(state.saveMean());
+    }
+
+    public synchronized double[] savedInvstdDouble() {
+        checkOpen();
+        return readDoubles(state.saveInvstd());
+    }
+
+    public synchronized double[] gradWeightDouble() {
+        checkOpen();
+        return readDoubles(gradWeight);
+    }
+
+    public synchronized double[] gradBiasDouble() {
+        checkOpen();
+        return readDoubles(gradBias);
+    }
+
     /** Per channel: training steps whose non-finite statistics were kept out of the running ones. */
     public synchronized int[] skippedUpdates() {
         checkOpen();
@@ -764,6 +935,11 @@ public final class BatchNorm implements AutoCloseable {
     }
 
     public synchronized void setWeight(float[] gamma) {
+        setWeight(gamma == null ? null : toDoubles(gamma));
+    }
+
+    /** Sets gamma; a float32 layer rounds each value to float32. */
+    public synchronized void setWeight(double[] gamma) {
         checkOpen();
         if (!useScale) {
             throw new IllegalStateException("layer has no learnable scale (affine/useScale false): weight is fixed at 1");
@@ -772,6 +948,11 @@ public final class BatchNorm implements AutoCloseable {
     }
 
     public synchronized void setBias(float[] beta) {
+        setBias(beta == null ? null : toDoubles(beta));
+    }
+
+    /** Sets beta; a float32 layer rounds each value to float32. */
+    public synchronized void setBias(double[] beta) {
         checkOpen();
         if (!useShift) {
             throw new IllegalStateException("layer has no learnable shift (affine/useShift false): bias is fixed at 0");
@@ -781,21 +962,44 @@ public final class BatchNorm implements AutoCloseable {
 
     /** Running mean; every value must be finite (checked before anything is written). */
     public synchronized void setRunningMean(float[] mean) {
+        setRunningMean(mean == null ? null : toDoubles(mean));
+    }
+
+    /**
+     * Running mean; every value must be finite after rounding to the layer's precision (checked
+     * before anything is written).
+     */
+    public synchronized void setRunningMean(double[] mean) {
         checkOpen();
         checkLength(mean, "running_mean");
-        checkRunningStats(mean, null, "");
-        write(state.runningMean(), mean, "running_mean");
+        double[] stored = asStored(mean);
+        checkRunningStats(stored, null, "");
+        writeDoubles(state.runningMean(), stored);
     }
 
     /** Running variance; every value must be finite and >= 0 (checked before anything is written). */
     public synchronized void setRunningVar(float[] var) {
-        checkOpen();
-        checkLength(var, "running_var");
-        checkRunningStats(null, var, "");
-        write(state.runningVar(), var, "running_var");
+        setRunningVar(var == null ? null : toDoubles(var));
     }
 
-    private void checkLength(float[] values, String name) {
+    /**
+     * Running variance; every value must be finite and >= 0 after rounding to the layer's precision
+     * (checked before anything is written).
+     */
+    public synchronized void setRunningVar(double[] var) {
+        checkOpen();
+        checkLength(var, "running_var");
+        double[] stored = asStored(var);
+        checkRunningStats(null, stored, "");
+        writeDoubles(state.runningVar(), stored);
+    }
+
+    /** Values as the layer will hold them: rounded to float32 on a float32 layer (1e300 becomes Inf). */
+    private double[] asStored(double[] values) {
+        return dtype == ElementType.FLOAT64 ? values : toDoubles(toFloats(values));
+    }
+
+    private void checkLength(double[] values, String name) {
         if (values == null) {
             throw new NullPointerException(name + " is null");
         }
@@ -844,8 +1048,14 @@ public final class BatchNorm implements AutoCloseable {
         return channels;
     }
 
-    public float eps() {
+    /** eps as the layer uses it: rounded to float32 on a float32 layer. */
+    public double eps() {
         return eps;
+    }
+
+    /** FLOAT32 or FLOAT64: the layer's parameter, statistics and arithmetic precision. */
+    public ElementType dtype() {
+        return dtype;
     }
 
     /** Momentum in the layer's convention's own terms (see {@link Convention}), or null for the cumulative average. */

@@ -80,6 +80,21 @@ public enum Convention {
     }
 
     /**
+     * {@link #updateWeights} in float64, for float64 layers (the frameworks' float64 modules compute
+     * the update in double).
+     *
+     * @return {keep, batchWeight}
+     */
+    public double[] updateWeightsDouble(Double momentum, long batchesTracked) {
+        if (momentum == null) {
+            double f = 1.0 / batchesTracked;
+            return new double[]{1.0 - f, f};
+        }
+        double m = momentum;
+        return momentumIsDecay ? new double[]{m, 1.0 - m} : new double[]{1.0 - m, m};
+    }
+
+    /**
      * The weight f of the new batch in {@code running = (1 - f) * running + f * batch}, given this
      * convention's momentum and the number of batches tracked including the current one.
      */

@@ -31,7 +31,8 @@ public final class Tensor implements AutoCloseable {
 
     /**
      * A zero-filled tensor stored as {@code dtype}: FLOAT32, FLOAT16 or BFLOAT16 (16-bit tensors are
-     * computed in float32; parameters and statistics stay float32).
+     * computed in float32; parameters and statistics stay float32), or FLOAT64 (for a float64 layer,
+     * {@code BatchNorm.Builder#dtype}).
      */
     public static Tensor zeros(Backend backend, Layout layout, ElementType dtype, int... shape) {
         checkStorage(dtype);
@@ -47,7 +48,7 @@ public final class Tensor implements AutoCloseable {
 
     /**
      * Copies host data to a new device tensor stored as {@code dtype}; float16 and bfloat16 values are
-     * rounded to nearest even on the host (one host-to-device transfer).
+     * rounded to nearest even on the host, float64 values are exact (one host-to-device transfer).
      */
     public static Tensor upload(Backend backend, float[] data, Layout layout, ElementType dtype, int... shape) {
         checkStorage(dtype);
@@ -67,15 +68,58 @@ public final class Tensor implements AutoCloseable {
         return t;
     }
 
+    /**
+     * Copies float64 host data to a new device tensor stored as {@code dtype} (FLOAT64 keeps every
+     * value; other types round each value once, to nearest even).
+     */
+    public static Tensor upload(Backend backend, double[] data, Layout layout, ElementType dtype, int... shape) {
+        checkStorage(dtype);
+        int[] s = shape.clone();
+        long n = checkedElements(s);
+        if (n != data.length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
+                    + " values, got an array of " + data.length);
+        }
+        Tensor t = new Tensor(backend, backend.allocate(n, dtype), s, layout);
+        try {
+            t.write(data);
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
     private static void checkStorage(ElementType dtype) {
         if (dtype == null || !dtype.isTensorStorage()) {
-            throw new IllegalArgumentException("tensors are stored as FLOAT32, FLOAT16 or BFLOAT16, got " + dtype);
+            throw new IllegalArgumentException("tensors are stored as FLOAT32, FLOAT16, BFLOAT16 or FLOAT64, got "
+                    + dtype);
         }
+    }
+
+    private void write(double[] data) {
+        if (buffer.type() == ElementType.FLOAT64) {
+            backend.uploadDoubles(buffer, data);
+            return;
+        }
+        float[] narrow = new float[data.length];
+        for (int i = 0; i < data.length; i++) {
+            narrow[i] = (float) data[i];
+        }
+        write(narrow);
     }
 
     private void write(float[] data) {
         if (buffer.type() == ElementType.FLOAT32) {
             backend.upload(buffer, data);
+            return;
+        }
+        if (buffer.type() == ElementType.FLOAT64) {
+            double[] wide = new double[data.length];
+            for (int i = 0; i < data.length; i++) {
+                wide[i] = data[i];
+            }
+            backend.uploadDoubles(buffer, wide);
             return;
         }
         short[] bits = new short[data.length];
@@ -106,12 +150,22 @@ public final class Tensor implements AutoCloseable {
         return n;
     }
 
-    /** Copies the whole tensor to a new float32 host array (one device-to-host transfer). */
+    /**
+     * Copies the whole tensor to a new float32 host array (one device-to-host transfer); FLOAT64
+     * values are rounded to float32 (see {@link #downloadDoubles()}).
+     */
     public float[] download() {
         checkOpen();
         float[] out = new float[(int) buffer.elements()];
         if (buffer.type() == ElementType.FLOAT32) {
             backend.download(buffer, out);
+            return out;
+        }
+        if (buffer.type() == ElementType.FLOAT64) {
+            double[] wide = downloadDoubles();
+            for (int i = 0; i < out.length; i++) {
+                out[i] = (float) wide[i];
+            }
             return out;
         }
         short[] bits = new short[out.length];
@@ -122,9 +176,34 @@ public final class Tensor implements AutoCloseable {
         return out;
     }
 
-    /** How the values are stored: FLOAT32, FLOAT16 or BFLOAT16. */
+    /** Copies the whole tensor to a new float64 host array, exactly (one device-to-host transfer). */
+    public double[] downloadDoubles() {
+        checkOpen();
+        double[] out = new double[(int) buffer.elements()];
+        if (buffer.type() == ElementType.FLOAT64) {
+            backend.downloadDoubles(buffer, out);
+            return out;
+        }
+        float[] narrow = download();
+        for (int i = 0; i < out.length; i++) {
+            out[i] = narrow[i];
+        }
+        return out;
+    }
+
+    /** How the values are stored: FLOAT32, FLOAT16, BFLOAT16 or FLOAT64. */
     public ElementType dtype() {
         return buffer.type();
+    }
+
+    /** Overwrites the tensor with float64 host data of the same length (one host-to-device transfer). */
+    public void upload(double[] data) {
+        checkOpen();
+        if (data.length != buffer.elements()) {
+            throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " holds "
+                    + buffer.elements() + " values, got an array of " + data.length);
+        }
+        write(data);
     }
 
     /** Overwrites the tensor with host data of the same length (one host-to-device transfer). */

@@ -193,8 +193,10 @@ class BadInputTest {
                     assertEquals(names[k] + " should contain " + C + " elements not " + len, m);
                 }
             }
-            rejects(NullPointerException.class, backend, bn, () -> bn.setWeight(null));
-            rejects(NullPointerException.class, backend, bn, () -> bn.setRunningVar(null));
+            rejects(NullPointerException.class, backend, bn, () -> bn.setWeight((float[]) null));
+            rejects(NullPointerException.class, backend, bn, () -> bn.setRunningVar((float[]) null));
+            rejects(NullPointerException.class, backend, bn, () -> bn.setWeight((double[]) null));
+            rejects(NullPointerException.class, backend, bn, () -> bn.setRunningVar((double[]) null));
         }
     }
 

@@ -18,6 +18,11 @@ public interface Backend extends AutoCloseable {
 
     void uploadInts(DeviceBuffer dst, int[] src);
 
+    /** FLOAT64 buffers. */
+    void uploadDoubles(DeviceBuffer dst, double[] src);
+
+    void downloadDoubles(DeviceBuffer src, double[] dst);
+
     /** Raw 16-bit values (FLOAT16 or BFLOAT16 buffers). */
     void uploadShorts(DeviceBuffer dst, short[] src);
 
@@ -25,7 +30,7 @@ public interface Backend extends AutoCloseable {
 
     void downloadInts(DeviceBuffer src, int[] dst);
 
-    /** Device-side fill: no host transfer. */
+    /** Device-side fill of a FLOAT32 or FLOAT64 buffer: no host transfer. */
     void fill(DeviceBuffer dst, float value);
 
     /** Device-side copy of {@code elements} values: no host transfer. */

@@ -126,6 +126,24 @@ public final class JavaBackend implements Backend {
     }
 
     @Override
+    public void uploadDoubles(DeviceBuffer dst, double[] src) {
+        checkOpen();
+        JavaBuffer b = cast(this, dst, ElementType.FLOAT64, "destination");
+        Checks.sameLength(b, src.length, "upload");
+        System.arraycopy(src, 0, b.doubles(), 0, src.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
+    public void downloadDoubles(DeviceBuffer src, double[] dst) {
+        checkOpen();
+        JavaBuffer b = cast(this, src, ElementType.FLOAT64, "source");
+        Checks.sameLength(b, dst.length, "download");
+        System.arraycopy(b.doubles(), 0, dst, 0, dst.length);
+        counters.transfers.incrementAndGet();
+    }
+
+    @Override
     public void uploadShorts(DeviceBuffer dst, short[] src) {
         checkOpen();
         JavaBuffer b = shortBuffer(dst, "destination");
@@ -153,6 +171,10 @@ public final class JavaBackend implements Backend {
     @Override
     public void fill(DeviceBuffer dst, float value) {
         checkOpen();
+        if (dst != null && dst.type() == ElementType.FLOAT64) {
+            Arrays.fill(cast(this, dst, ElementType.FLOAT64, "destination").doubles(), value);
+            return;
+        }
         Arrays.fill(cast(this, dst, ElementType.FLOAT32, "destination").floats(), value);
     }
 

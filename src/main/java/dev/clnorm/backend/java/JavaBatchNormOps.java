@@ -49,10 +49,12 @@ final class JavaBatchNormOps implements BatchNormOps {
     private static final RowKernels KERNELS = RowKernels.best();
 
     private final JavaBackend backend;
+    private final JavaFloat64Ops float64;
     private boolean closed;
 
     JavaBatchNormOps(JavaBackend backend, int channels) {
         this.backend = backend;
+        this.float64 = new JavaFloat64Ops(backend);
         backend.counters().liveKernels.incrementAndGet();
     }
 
@@ -171,6 +173,9 @@ final class JavaBatchNormOps implements BatchNormOps {
      */
     private static void finishChannel(int c, double count, double meanDev, double m2, float shift, float eps,
                                       RunningUpdate update, BatchNormArrays a) {
+        // float32 layers pass float32 weights; the update runs in float32 as the frameworks' does.
+        float keep = (float) update.keep();
+        float weight = (float) update.batchWeight();
         double var = Math.max(m2 / count, 0);
         double fullMean = shift + meanDev;
         float hi = (float) fullMean;
@@ -180,8 +185,8 @@ final class JavaBatchNormOps implements BatchNormOps {
         if (update.enabled()) {
             float fed = (float) (update.unbiasedVariance() ? Math.max(m2 / (count - 1), 0) : var);
             if (Float.isFinite(hi) && Float.isFinite(fed)) {
-                a.rm[c] = update.keep() * a.rm[c] + update.batchWeight() * hi;
-                a.rv[c] = update.keep() * a.rv[c] + update.batchWeight() * fed;
+                a.rm[c] = keep * a.rm[c] + weight * hi;
+                a.rv[c] = keep * a.rv[c] + weight * fed;
             } else {
                 a.skipped[c] += 1;
             }
@@ -225,14 +230,22 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     @Override
     public void trainingForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s,
-                                float eps, RunningUpdate update, Epilogue epilogue) {
+                                double eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
+        if (isFloat64(xb)) {
+            float64.trainingForward(g, xb, yb, s, eps, update, epilogue);
+            return;
+        }
         float[] x = in(xb, "x");
         float[] y = outArray(yb, "y");
-        normalizeTraining(g, x, y, s, eps, update);
+        normalizeTraining(g, x, y, s, (float) eps, update);
         applyEpilogue(g, y, epilogue);
         store(yb, y);
+    }
+
+    private static boolean isFloat64(DeviceBuffer x) {
+        return x != null && x.type() == ElementType.FLOAT64;
     }
 
     // ------------------------------------------------------------------ 16-bit tensors
@@ -384,15 +397,19 @@ final class JavaBatchNormOps implements BatchNormOps {
     // ------------------------------------------------------------------ inference
 
     @Override
-    public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, float eps,
+    public void inferenceForward(Geometry geometry, DeviceBuffer xb, DeviceBuffer yb, BatchNormBuffers s, double eps,
                                  Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
+        if (isFloat64(xb)) {
+            float64.inferenceForward(g, xb, yb, s, eps, epilogue);
+            return;
+        }
         float[] rv = f(s.runningVar(), "running_var");
         int nc = g.channels();
         float[] inv = new float[nc];
         for (int c = 0; c < nc; c++) {
-            inv[c] = (float) (1.0 / Math.sqrt(rv[c] + eps));
+            inv[c] = (float) (1.0 / Math.sqrt(rv[c] + (float) eps));
         }
         float[] y = outArray(yb, "y");
         affine(g, Plan.of(g), in(xb, "x"), y, f(s.runningMean(), "running_mean"), new float[nc], inv,
@@ -452,6 +469,10 @@ final class JavaBatchNormOps implements BatchNormOps {
                          DeviceBuffer dgammab, DeviceBuffer dbetab, boolean statsConstant, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
+        if (isFloat64(xb)) {
+            float64.backward(g, xb, dyb, dxb, s, dgammab, dbetab, statsConstant, epilogue);
+            return;
+        }
         float[] x = in(xb, "x");
         float[] dy = effectiveDy(g, in(dyb, "dy"), epilogue);
         float[] dx = outArray(dxb, "dx");
@@ -569,8 +590,12 @@ final class JavaBatchNormOps implements BatchNormOps {
     }
 
     @Override
-    public void savedStatsFromRunning(BatchNormBuffers s, float eps) {
+    public void savedStatsFromRunning(BatchNormBuffers s, double eps) {
         check();
+        if (isFloat64(s.runningMean())) {
+            float64.savedStatsFromRunning(s, eps);
+            return;
+        }
         float[] rm = f(s.runningMean(), "running_mean");
         float[] rv = f(s.runningVar(), "running_var");
         float[] mean = f(s.saveMean(), "save_mean");
@@ -579,7 +604,7 @@ final class JavaBatchNormOps implements BatchNormOps {
         for (int c = 0; c < rm.length; c++) {
             mean[c] = rm[c];
             meanLo[c] = 0.0f;
-            invstd[c] = (float) (1.0 / Math.sqrt(rv[c] + eps));
+            invstd[c] = (float) (1.0 / Math.sqrt(rv[c] + (float) eps));
         }
         backend.counters().launches.incrementAndGet();
     }

@@ -12,6 +12,7 @@ final class JavaBuffer implements DeviceBuffer {
     private float[] floats;
     private int[] ints;
     private short[] shorts;
+    private double[] doubles;
     private boolean closed;
 
     JavaBuffer(JavaBackend owner, long elements, ElementType type) {
@@ -22,6 +23,7 @@ final class JavaBuffer implements DeviceBuffer {
             case FLOAT32 -> floats = new float[(int) elements];
             case INT32 -> ints = new int[(int) elements];
             case FLOAT16, BFLOAT16 -> shorts = new short[(int) elements];
+            case FLOAT64 -> doubles = new double[(int) elements];
         }
     }
 
@@ -38,6 +40,11 @@ final class JavaBuffer implements DeviceBuffer {
     short[] shorts() {
         checkOpen();
         return shorts;
+    }
+
+    double[] doubles() {
+        checkOpen();
+        return doubles;
     }
 
     private void checkOpen() {
@@ -75,6 +82,7 @@ final class JavaBuffer implements DeviceBuffer {
         floats = null;
         ints = null;
         shorts = null;
+        doubles = null;
         owner.counters().liveBuffers.decrementAndGet();
     }
 }

@@ -79,6 +79,15 @@ public final class ClKernel implements AutoCloseable {
         return this;
     }
 
+    /** A double argument (kernels built for float64). */
+    public ClKernel arg(int index, double value) {
+        if (isBound(index, value)) {
+            return this;
+        }
+        check(CL.clSetKernelArg(handle(), index, Sizeof.cl_double, Pointer.to(new double[]{value})), index, value);
+        return this;
+    }
+
     /** A __local array of {@code bytes} bytes. */
     public ClKernel localArg(int index, long bytes) {
         LocalSize size = new LocalSize(bytes);

@@ -112,7 +112,7 @@ public final class OpenClBackend implements Backend {
     /**
      * The clnorm batch-norm program for this device with vector width {@code vec} (ROWS kernels),
      * {@code cw} columns per work-item (COLS kernels) and tensor storage type {@code storage}
-     * (0 float32, 1 float16, 2 bfloat16), built on first use and cached.
+     * (0 float32, 1 float16, 2 bfloat16, 3 float64), built on first use and cached.
      */
     ClProgram batchNormProgram(int vec, int cw, int storage) {
         return program(KernelSources.batchNormProgram(),
@@ -191,6 +191,16 @@ public final class OpenClBackend implements Backend {
     }
 
     @Override
+    public void uploadDoubles(DeviceBuffer dst, double[] src) {
+        transfer(cast(this, dst, ElementType.FLOAT64, "destination"), Pointer.to(src), src.length, true);
+    }
+
+    @Override
+    public void downloadDoubles(DeviceBuffer src, double[] dst) {
+        transfer(cast(this, src, ElementType.FLOAT64, "source"), Pointer.to(dst), dst.length, false);
+    }
+
+    @Override
     public void uploadShorts(DeviceBuffer dst, short[] src) {
         transfer(shortBuffer(dst, "destination"), Pointer.to(src), src.length, true);
     }
@@ -224,11 +234,13 @@ public final class OpenClBackend implements Backend {
     @Override
     public void fill(DeviceBuffer dst, float value) {
         checkOpen();
-        ClBuffer b = cast(this, dst, ElementType.FLOAT32, "destination");
+        boolean wide = dst != null && dst.type() == ElementType.FLOAT64;
+        ClBuffer b = cast(this, dst, wide ? ElementType.FLOAT64 : ElementType.FLOAT32, "destination");
         if (b.elements() == 0) {
             return;
         }
-        int code = CL.clEnqueueFillBuffer(queue, b.mem(), Pointer.to(new float[]{value}), Sizeof.cl_float, 0,
+        Pointer pattern = wide ? Pointer.to(new double[]{value}) : Pointer.to(new float[]{value});
+        int code = CL.clEnqueueFillBuffer(queue, b.mem(), pattern, wide ? Sizeof.cl_double : Sizeof.cl_float, 0,
                 b.bytes(), 0, null, null);
         ClException.check(code, "clEnqueueFillBuffer", null, info().name());
     }

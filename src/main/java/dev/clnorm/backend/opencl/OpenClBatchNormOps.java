@@ -97,7 +97,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
         gradCounter = b;
     }
 
-    /** Kernels for cw columns per work-item and tensor storage code (0 float32, 1 float16, 2 bfloat16). */
+    /** Kernels for cw columns per work-item and tensor storage code (0 float32, 1 float16, 2 bfloat16, 3 float64). */
     private Map<String, ClKernel> kernelsFor(int cw, int storage) {
         int key = cw * 8 + storage;
         Map<String, ClKernel> set = kernels.get(key);
@@ -159,10 +159,10 @@ final class OpenClBatchNormOps implements BatchNormOps {
      * enough channels to keep every compute unit busy, and {@code arrays} float arrays of one
      * channel fit the cache budget.
      */
-    private boolean useFused(Geometry g, int arrays) {
+    private boolean useFused(Geometry g, int arrays, ElementType st) {
         return tuning.fuseBytes() > 0 && useRows(g)
                 && g.channels() >= 2L * Math.max(1, backend.info().computeUnits())
-                && g.valuesPerChannel() * 4L * arrays <= tuning.fuseBytes();
+                && g.valuesPerChannel() * Math.max(4L, st.bytes()) * arrays <= tuning.fuseBytes();
     }
 
     private long[] fusedGlobal(Geometry g) {
@@ -207,15 +207,15 @@ final class OpenClBatchNormOps implements BatchNormOps {
         return new ColsPlan(cw, lx, ly, items, rowGroups, rowsPerGroup);
     }
 
-    /** Scratch for partials, grown (never shrunk) as shapes need. */
-    private void ensurePartials(long perBuffer) {
-        if (partA != null && partA.elements() >= perBuffer) {
+    /** Scratch for partials of the arithmetic type, grown (never shrunk) as shapes need. */
+    private void ensurePartials(long perBuffer, ElementType type) {
+        if (partA != null && partA.elements() >= perBuffer && partA.type() == type) {
             return;
         }
         releasePartials();
-        partA = (ClBuffer) backend.allocate(perBuffer, ElementType.FLOAT32);
-        partB = (ClBuffer) backend.allocate(perBuffer, ElementType.FLOAT32);
-        partC = (ClBuffer) backend.allocate(perBuffer, ElementType.FLOAT32);
+        partA = (ClBuffer) backend.allocate(perBuffer, type);
+        partB = (ClBuffer) backend.allocate(perBuffer, type);
+        partC = (ClBuffer) backend.allocate(perBuffer, type);
     }
 
     private void releasePartials() {
@@ -239,18 +239,33 @@ final class OpenClBatchNormOps implements BatchNormOps {
         return OpenClBackend.cast(backend, b, type, what);
     }
 
-    private static ElementType storageOf(DeviceBuffer x) {
+    private ElementType storageOf(DeviceBuffer x) {
         if (!x.type().isTensorStorage()) {
-            throw new IllegalArgumentException("x buffer holds " + x.type() + ", expected FLOAT32, FLOAT16 or BFLOAT16");
+            throw new IllegalArgumentException("x buffer holds " + x.type()
+                    + ", expected FLOAT32, FLOAT16, BFLOAT16 or FLOAT64");
         }
+        checkFloat64(x.type());
         return x.type();
     }
 
-    private ClBuffer f(DeviceBuffer b, String what) {
-        return OpenClBackend.cast(backend, b, ElementType.FLOAT32, what);
+    private void checkFloat64(ElementType type) {
+        if (type == ElementType.FLOAT64 && !backend.info().fp64()) {
+            throw new IllegalArgumentException("FLOAT64 tensors need double precision (cl_khr_fp64), which "
+                    + backend.info().describe() + " does not report");
+        }
     }
 
-    /** Sets arguments in order starting at 0; ints, floats and buffers. */
+    /** A parameter or statistics buffer of the arithmetic type that goes with storage {@code st}. */
+    private ClBuffer p(DeviceBuffer b, String what, ElementType st) {
+        return OpenClBackend.cast(backend, b, st.parameterType(), what);
+    }
+
+    /** A scalar kernel argument of type {@code real}: float, or double for float64 storage. */
+    private static Object real(double v, ElementType st) {
+        return st == ElementType.FLOAT64 ? (Object) v : (Object) (float) v;
+    }
+
+    /** Sets arguments in order starting at 0; ints, floats, doubles and buffers. */
     private static void args(ClKernel k, Object... values) {
         for (int i = 0; i < values.length; i++) {
             Object v = values[i];
@@ -258,6 +273,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 k.arg(i, n.intValue());
             } else if (v instanceof Float x) {
                 k.arg(i, x.floatValue());
+            } else if (v instanceof Double x) {
+                k.arg(i, x.doubleValue());
             } else if (v instanceof LocalBytes l) {
                 k.localArg(i, l.bytes());
             } else {
@@ -273,34 +290,36 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void trainingForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
-                                             float eps, RunningUpdate update, Epilogue epilogue) {
+                                             double eps, RunningUpdate update, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         ElementType st = storageOf(x);
+        ElementType pt = st.parameterType();
         int sc = st.storageCode();
         ClBuffer xb = t(x, "x", st);
         ClBuffer yb = t(y, "y", st);
-        Object[] finalize = {eps, update.keep(), update.batchWeight(), update.enabled() ? 1 : 0,
-                update.unbiasedVariance() ? 1 : 0};
-        Object[] outputs = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
-                f(s.saveInvstd(), "save_invstd"), f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
+        Object[] finalize = {real(eps, st), real(update.keep(), st), real(update.batchWeight(), st),
+                update.enabled() ? 1 : 0, update.unbiasedVariance() ? 1 : 0};
+        Object[] outputs = {p(s.saveMean(), "save_mean", st), p(s.saveMeanLo(), "save_mean_lo", st),
+                p(s.saveInvstd(), "save_invstd", st), p(s.runningMean(), "running_mean", st),
+                p(s.runningVar(), "running_var", st),
                 OpenClBackend.cast(backend, s.skippedUpdates(), ElementType.INT32, "skipped")};
         Object[] fusedAct = forwardEpilogue(epilogue, xb);
-        Object[] affine = concat(new Object[]{0, eps, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), s.gamma(),
-                s.beta()}, fusedAct);
-        if (useFused(g, 1)) {
+        Object[] affine = concat(new Object[]{0, real(eps, st), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
+                p(s.gamma(), "gamma", st), p(s.beta(), "beta", st)}, fusedAct);
+        if (useFused(g, 1, st)) {
             ClKernel fused = kernelsFor(1, sc).get("bn_train_fused_rows");
-            long l = 4L * tuning.rowsLocal();
+            long l = (long) pt.bytes() * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer()}, finalize, outputs,
-                    new Object[]{f(s.gamma(), "gamma"), f(s.beta(), "beta")}, fusedAct,
+                    new Object[]{s.gamma(), s.beta()}, fusedAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1, sc);
             ClKernel stats = k.get("bn_stats_rows");
             RowsPlan p = rowsPlan(g, stats);
-            ensurePartials((long) p.groups() * g.channels());
-            long l = 4L * p.localSize();
+            ensurePartials((long) p.groups() * g.channels(), pt);
+            long l = (long) pt.bytes() * p.localSize();
             args(stats, concat(new Object[]{xb, g.channels(), g.inner(), p.segs(), p.segLen(), p.units(),
                     p.unitsPerGroup()}, finalize, new Object[]{partA, partB, partC, statsCounter}, outputs,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
@@ -315,8 +334,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ColsPlan p = colsPlan(g, stats0);
             Map<String, ClKernel> k = kernelsFor(p.cw(), sc);
             ClKernel stats = k.get("bn_stats_cols");
-            ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
-            long l = 4L * p.lx() * p.ly();
+            ensurePartials((long) p.rowGroups() * g.channels() * g.inner(), pt);
+            long l = (long) pt.bytes() * p.lx() * p.ly();
             args(stats, concat(new Object[]{xb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, finalize,
                     new Object[]{partA, partB, partC, statsCounter}, outputs,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
@@ -329,7 +348,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     @Override
     public synchronized void inferenceForward(Geometry geometry, DeviceBuffer x, DeviceBuffer y, BatchNormBuffers s,
-                                              float eps, Epilogue epilogue) {
+                                              double eps, Epilogue epilogue) {
         check();
         Geometry g = geometry.canonical();
         ElementType st = storageOf(x);
@@ -337,8 +356,9 @@ final class OpenClBatchNormOps implements BatchNormOps {
         ClBuffer xb = t(x, "x", st);
         ClBuffer yb = t(y, "y", st);
         // mean_lo is unused when from_running = 1; the running mean stands in for the argument.
-        Object[] affine = concat(new Object[]{1, eps, f(s.runningMean(), "running_mean"), s.runningMean(),
-                f(s.runningVar(), "running_var"), f(s.gamma(), "gamma"), f(s.beta(), "beta")},
+        Object[] affine = concat(new Object[]{1, real(eps, st), p(s.runningMean(), "running_mean", st),
+                s.runningMean(), p(s.runningVar(), "running_var", st), p(s.gamma(), "gamma", st),
+                p(s.beta(), "beta", st)},
                 forwardEpilogue(epilogue, xb));
         if (useRows(g)) {
             ClKernel norm = kernelsFor(1, sc).get("bn_affine_rows");
@@ -365,30 +385,31 @@ final class OpenClBatchNormOps implements BatchNormOps {
         ClBuffer xb = t(x, "x", st);
         ClBuffer dyb = t(dy, "dy", st);
         ClBuffer dxb = t(dx, "dx", st);
-        ClBuffer db = f(dbeta, "dbeta");
-        ClBuffer dg = f(dgamma, "dgamma");
-        Object[] stats = {f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"),
-                f(s.saveInvstd(), "save_invstd")};
+        ElementType pt = st.parameterType();
+        ClBuffer db = p(dbeta, "dbeta", st);
+        ClBuffer dg = p(dgamma, "dgamma", st);
+        Object[] stats = {p(s.saveMean(), "save_mean", st), p(s.saveMeanLo(), "save_mean_lo", st),
+                p(s.saveInvstd(), "save_invstd", st)};
         // 1/m scales the mean and variance terms of dx; constant statistics have none.
-        float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
+        Object invM = real(statsConstant ? 0.0 : 1.0 / g.valuesPerChannel(), st);
         // Unused epilogue buffers get x as a stand-in argument; the kernels never touch them.
         Object[] gradAct = {epilogue.relu() ? t(epilogue.output(), "y", st) : xb, epilogue.backwardBits()};
         Object[] dxAct = {gradAct[0], gradAct[1],
                 epilogue.residualGrad() != null ? t(epilogue.residualGrad(), "dresidual", st) : dxb};
-        Object[] dxArgs = concat(new Object[]{invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(), f(s.gamma(), "gamma"),
-                db, dg}, dxAct);
-        if (useFused(g, 2)) {
+        Object[] dxArgs = concat(new Object[]{invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
+                p(s.gamma(), "gamma", st), db, dg}, dxAct);
+        if (useFused(g, 2, st)) {
             ClKernel fused = kernelsFor(1, sc).get("bn_backward_fused_rows");
-            long l = 4L * tuning.rowsLocal();
-            args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
-                    f(s.gamma(), "gamma"), db, dg}, dxAct, new Object[]{new LocalBytes(l), new LocalBytes(l)}));
+            long l = (long) pt.bytes() * tuning.rowsLocal();
+            args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(),
+                    s.saveMeanLo(), s.saveInvstd(), s.gamma(), db, dg}, dxAct, new Object[]{new LocalBytes(l), new LocalBytes(l)}));
             fused.launch(fusedGlobal(g), fusedLocal());
         } else if (useRows(g)) {
             Map<String, ClKernel> k = kernelsFor(1, sc);
             ClKernel grad = k.get("bn_grad_rows");
             RowsPlan p = rowsPlan(g, grad);
-            ensurePartials((long) p.groups() * g.channels());
-            long l = 4L * p.localSize();
+            ensurePartials((long) p.groups() * g.channels(), pt);
+            long l = (long) pt.bytes() * p.localSize();
             args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), p.segs(), p.segLen(), p.units(),
                     p.unitsPerGroup()}, stats, new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
@@ -402,8 +423,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_grad_cols"));
             Map<String, ClKernel> k = kernelsFor(p.cw(), sc);
             ClKernel grad = k.get("bn_grad_cols");
-            ensurePartials((long) p.rowGroups() * g.channels() * g.inner());
-            long l = 4L * p.lx() * p.ly();
+            ensurePartials((long) p.rowGroups() * g.channels() * g.inner(), pt);
+            long l = (long) pt.bytes() * p.lx() * p.ly();
             args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, stats,
                     new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
@@ -421,13 +442,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
     }
 
     @Override
-    public synchronized void savedStatsFromRunning(BatchNormBuffers s, float eps) {
+    public synchronized void savedStatsFromRunning(BatchNormBuffers s, double eps) {
         check();
-        ClKernel k = kernelsFor(1, 0).get("bn_saved_from_running");
+        // No tensor here: the statistics' own type says which program (float32 or float64) applies.
+        ElementType st = s.runningMean().type() == ElementType.FLOAT64 ? ElementType.FLOAT64 : ElementType.FLOAT32;
+        checkFloat64(st);
+        ClKernel k = kernelsFor(1, st.storageCode()).get("bn_saved_from_running");
         int channels = (int) s.runningMean().elements();
         long local = Math.min(64, pow2Floor(k.maxWorkGroupSize()));
-        args(k, channels, eps, f(s.runningMean(), "running_mean"), f(s.runningVar(), "running_var"),
-                f(s.saveMean(), "save_mean"), f(s.saveMeanLo(), "save_mean_lo"), f(s.saveInvstd(), "save_invstd"));
+        args(k, channels, real(eps, st), p(s.runningMean(), "running_mean", st), p(s.runningVar(), "running_var", st),
+                p(s.saveMean(), "save_mean", st), p(s.saveMeanLo(), "save_mean_lo", st),
+                p(s.saveInvstd(), "save_invstd", st));
         k.launch(new long[]{ceilDiv(channels, local) * local}, new long[]{local});
     }
 
