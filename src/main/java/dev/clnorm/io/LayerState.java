@@ -1,6 +1,7 @@
 package dev.clnorm.io;
 
 import dev.clnorm.BatchNorm;
+import dev.clnorm.backend.ElementType;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -101,14 +102,20 @@ public final class LayerState {
 
     private static Map<String, NpyArray> snapshot(BatchNorm bn, Naming naming) {
         int c = bn.channels();
+        // A float64 layer saves float64 arrays, a float32 layer float32 ones: exact either way.
+        boolean wide = bn.dtype() == ElementType.FLOAT64;
         Map<String, NpyArray> m = new LinkedHashMap<>();
-        if (bn.affine()) {
-            m.put(naming.weight(), NpyArray.ofFloat32(bn.weight(), c));
-            m.put(naming.bias(), NpyArray.ofFloat32(bn.bias(), c));
+        if (bn.useScale()) {
+            m.put(naming.weight(), wide ? NpyArray.ofFloat64(bn.weightDouble(), c) : NpyArray.ofFloat32(bn.weight(), c));
+        }
+        if (bn.useShift()) {
+            m.put(naming.bias(), wide ? NpyArray.ofFloat64(bn.biasDouble(), c) : NpyArray.ofFloat32(bn.bias(), c));
         }
         if (bn.trackRunningStats()) {
-            m.put(naming.runningMean(), NpyArray.ofFloat32(bn.runningMean(), c));
-            m.put(naming.runningVar(), NpyArray.ofFloat32(bn.runningVar(), c));
+            m.put(naming.runningMean(), wide ? NpyArray.ofFloat64(bn.runningMeanDouble(), c)
+                    : NpyArray.ofFloat32(bn.runningMean(), c));
+            m.put(naming.runningVar(), wide ? NpyArray.ofFloat64(bn.runningVarDouble(), c)
+                    : NpyArray.ofFloat32(bn.runningVar(), c));
             if (naming == Naming.PYTORCH) {
                 m.put(NUM_BATCHES_TRACKED, NpyArray.scalar(bn.numBatchesTracked()));
             }
@@ -173,8 +180,12 @@ public final class LayerState {
         Naming naming = detect(state);
         int c = bn.channels();
         List<String> expected = new ArrayList<>();
-        if (bn.affine()) {
+        // Keras saves gamma only with scale=True and beta only with center=True; the same holds here
+        // for either naming (PyTorch's affine is both or neither).
+        if (bn.useScale()) {
             expected.add(naming.weight());
+        }
+        if (bn.useShift()) {
             expected.add(naming.bias());
         }
         if (bn.trackRunningStats()) {
@@ -195,7 +206,9 @@ public final class LayerState {
             }
         }
         if (!missing.isEmpty() || !unexpected.isEmpty()) {
-            StringBuilder sb = new StringBuilder("state does not match a BatchNorm(" + c + ", affine=" + bn.affine()
+            String learnable = bn.useScale() == bn.useShift() ? "affine=" + bn.affine()
+                    : "scale=" + bn.useScale() + ", center=" + bn.useShift();
+            StringBuilder sb = new StringBuilder("state does not match a BatchNorm(" + c + ", " + learnable
                     + ", track_running_stats=" + bn.trackRunningStats() + ")");
             if (!missing.isEmpty()) {
                 sb.append("; missing key(s) ").append(missing);
@@ -205,15 +218,21 @@ public final class LayerState {
             }
             throw new IllegalArgumentException(sb.toString());
         }
-        Map<String, float[]> values = new LinkedHashMap<>();
+        Map<String, double[]> values = new LinkedHashMap<>();
         for (String k : expected) {
-            values.put(k, perChannel(state.get(k), k, c));
+            values.put(k, perChannel(state.get(k), k, c, bn.dtype() == ElementType.FLOAT64));
         }
         if (bn.trackRunningStats()) {
-            float[] v = values.get(naming.runningVar());
+            double[] mean = values.get(naming.runningMean());
+            double[] v = values.get(naming.runningVar());
             for (int i = 0; i < v.length; i++) {
-                if (!(v[i] >= 0)) {
-                    throw new IllegalArgumentException(naming.runningVar() + " must be >= 0, got " + v[i] + " at channel " + i);
+                if (!Double.isFinite(mean[i])) {
+                    throw new IllegalArgumentException(naming.runningMean() + " must be finite in " + bn.dtype()
+                            + ", got " + mean[i] + " at channel " + i);
+                }
+                if (!(v[i] >= 0) || Double.isInfinite(v[i])) {
+                    throw new IllegalArgumentException(naming.runningVar() + " must be finite and >= 0 in "
+                            + bn.dtype() + ", got " + v[i] + " at channel " + i);
                 }
             }
         }
@@ -230,8 +249,10 @@ public final class LayerState {
             }
         }
         // Everything is valid: upload.
-        if (bn.affine()) {
+        if (bn.useScale()) {
             bn.setWeight(values.get(naming.weight()));
+        }
+        if (bn.useShift()) {
             bn.setBias(values.get(naming.bias()));
         }
         if (bn.trackRunningStats()) {
@@ -244,7 +265,8 @@ public final class LayerState {
         return naming;
     }
 
-    private static float[] perChannel(NpyArray a, String name, int channels) {
+    /** The array's values as the layer will hold them (rounded to float32 unless the layer is float64). */
+    private static double[] perChannel(NpyArray a, String name, int channels, boolean float64Layer) {
         if (!a.dtype().isFloating()) {
             throw new IllegalArgumentException(name + " must be a floating array (float16, float32 or float64), got "
                     + a.dtype());
@@ -253,6 +275,14 @@ public final class LayerState {
             throw new IllegalArgumentException(name + " should have shape (" + channels + ",) for " + channels
                     + " channels, got " + NpyArray.shapeString(a.shape()));
         }
-        return a.toFloatArray();
+        if (float64Layer) {
+            return a.toDoubleArray();
+        }
+        float[] narrow = a.toFloatArray();
+        double[] out = new double[narrow.length];
+        for (int i = 0; i < narrow.length; i++) {
+            out[i] = narrow[i];
+        }
+        return out;
     }
 }

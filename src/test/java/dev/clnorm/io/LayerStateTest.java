@@ -3,6 +3,7 @@ package dev.clnorm.io;
 import dev.clnorm.BatchNorm;
 import dev.clnorm.TestBackends;
 import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.ElementType;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -163,7 +164,7 @@ class LayerStateTest {
             m = new LinkedHashMap<>(good);
             m.put("running_var", NpyArray.ofFloat32(new float[]{1, 1, -1, 1, 1}, C));
             bad.add(m);
-            why.add("running_var must be >= 0, got -1.0 at channel 2");
+            why.add("running_var must be finite and >= 0 in FLOAT32, got -1.0 at channel 2");
 
             m = new LinkedHashMap<>(good);
             m.put("gamma", m.remove("weight"));
@@ -209,6 +210,77 @@ class LayerStateTest {
             }
             String msg = assertThrows(IllegalArgumentException.class, () -> LayerState.load(plain, file)).getMessage();
             assertTrue(msg.startsWith(file + ": ") && msg.contains("unexpected key(s) [weight, bias]"), msg);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false)
+    @MethodSource("dev.clnorm.TestBackends#backends")
+    void scaleOnlyAndCenterOnlyLayersSaveAndLoadTheirOneParameter(Backend backend, @TempDir Path dir)
+            throws Exception {
+        try (BatchNorm scaleOnly = BatchNorm.builder(C).useShift(false).backend(backend).build();
+             BatchNorm centerOnly = BatchNorm.builder(C).useScale(false).backend(backend).build();
+             BatchNorm fresh = BatchNorm.builder(C).useShift(false).backend(backend).build()) {
+            float[] w = {0.5f, 1.5f, 2.5f, 3.5f, 4.5f};
+            scaleOnly.setWeight(w);
+            assertEquals(List.of("gamma", "moving_mean", "moving_variance"),
+                    new ArrayList<>(LayerState.stateDict(scaleOnly, LayerState.Naming.KERAS).keySet()));
+            assertEquals(List.of("beta", "moving_mean", "moving_variance"),
+                    new ArrayList<>(LayerState.stateDict(centerOnly, LayerState.Naming.KERAS).keySet()));
+            Path file = dir.resolve("scale.npz");
+            LayerState.save(scaleOnly, file, LayerState.Naming.KERAS);
+            LayerState.load(fresh, file);
+            assertBitsEqual(w, fresh.weight(), "gamma");
+            String msg = assertThrows(IllegalArgumentException.class, () -> LayerState.load(centerOnly, file))
+                    .getMessage();
+            assertTrue(msg.contains("scale=false, center=true") && msg.contains("missing key(s) [beta]")
+                    && msg.contains("unexpected key(s) [gamma]"), msg);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false)
+    @MethodSource("dev.clnorm.TestBackends#backends")
+    void float64LayersSaveFloat64ArraysAndRoundTripEveryBit(Backend backend, @TempDir Path dir) throws Exception {
+        if (!backend.info().fp64()) {
+            return;
+        }
+        double[] w = {0.1, 1.0 / 3, 2.0 / 7, Math.PI, Math.E};
+        double[] rm = {1e-300, -1.0 / 9, 1e8 + 0.123456789, 0.7, -2.2};
+        Path file = dir.resolve("f64.npz");
+        try (BatchNorm bn = BatchNorm.builder(C).dtype(ElementType.FLOAT64).backend(backend).build();
+             BatchNorm fresh = BatchNorm.builder(C).dtype(ElementType.FLOAT64).backend(backend).build();
+             BatchNorm narrow = BatchNorm.builder(C).backend(backend).build()) {
+            bn.setWeight(w);
+            bn.setRunningMean(rm);
+            LayerState.save(bn, file);
+            Map<String, NpyArray> onDisk = Npz.read(file);
+            for (String k : List.of("weight", "bias", "running_mean", "running_var")) {
+                assertEquals(NpyArray.DType.FLOAT64, onDisk.get(k).dtype(), k);
+            }
+            LayerState.load(fresh, file);
+            assertArrayEquals(w, fresh.weightDouble(), 0.0);
+            assertArrayEquals(rm, fresh.runningMeanDouble(), 0.0);
+            // A float32 layer takes the same file, each value rounded once.
+            LayerState.load(narrow, file);
+            for (int c = 0; c < C; c++) {
+                assertEquals((float) rm[c], narrow.runningMean()[c], 0.0f, "running_mean[" + c + "]");
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false)
+    @MethodSource("dev.clnorm.TestBackends#backends")
+    void aRunningVarianceBeyondFloat32IsRejectedByAFloat32LayerBeforeAnythingChanges(Backend backend) {
+        Map<String, NpyArray> state = new LinkedHashMap<>();
+        state.put("weight", NpyArray.ofFloat64(new double[]{2, 2, 2, 2, 2}, C));
+        state.put("bias", NpyArray.ofFloat64(new double[]{1, 1, 1, 1, 1}, C));
+        state.put("running_mean", NpyArray.ofFloat64(new double[C], C));
+        state.put("running_var", NpyArray.ofFloat64(new double[]{1, 1, 1e300, 1, 1}, C));
+        try (BatchNorm bn = BatchNorm.builder(C).backend(backend).build()) {
+            String msg = assertThrows(IllegalArgumentException.class, () -> LayerState.loadStateDict(bn, state))
+                    .getMessage();
+            assertTrue(msg.contains("running_var must be finite and >= 0 in FLOAT32") && msg.contains("channel 2"),
+                    msg);
+            assertBitsEqual(new float[]{1, 1, 1, 1, 1}, bn.weight(), "weight unchanged");
         }
     }
 }
