@@ -7,6 +7,7 @@ import dev.clnorm.Geometry;
 import dev.clnorm.Layout;
 import dev.clnorm.Tensor;
 import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.ElementType;
 import dev.clnorm.io.Npy;
 import dev.clnorm.io.NpyArray;
 import picocli.CommandLine;
@@ -29,19 +30,23 @@ import java.util.concurrent.Callable;
 /**
  * {@code clnorm run}: batch norm applied to {@code .npy} files. Reads x (and optionally gamma, beta,
  * running statistics and dy), runs one training forward, inference forward or training forward +
- * backward on a device, and writes the results as float32 {@code .npy} files. Bad input is one line
+ * backward on a device, and writes the results as {@code .npy} files of the computation's precision
+ * (float64 for float64 input on a device with double precision, else float32). Bad input is one line
  * on stderr ({@code clnorm: ...}) and exit code 2; {@code --verbose} adds the stack trace.
  */
 @Command(name = "run", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Apply batch normalization to .npy files; the results go to --out as float32 .npy:",
+        description = {"Apply batch normalization to .npy files; the results go to --out as .npy:",
                 "  train     y, batch_mean, batch_var (biased), running_mean, running_var",
                 "  eval      y, normalised with the running statistics",
                 "  backward  what train writes, plus dx, dgamma, dbeta for --dy",
                 "Missing gamma/beta default to 1/0, running statistics to 0/1. Inputs may be",
-                "float16, float32 or float64 in C order; the computation is float32."})
+                "float16, float32 or float64 in C order. --dtype picks the computation's precision (and the",
+                "outputs' dtype): auto = float64 for float64 x on a device with double precision, else float32."})
 final class RunCommand implements Callable<Integer> {
 
     enum Mode { TRAIN, EVAL, BACKWARD }
+
+    enum Precision { AUTO, FLOAT32, FLOAT64 }
 
     enum LayoutName {
         NCHW(Layout.CHANNELS_FIRST), NHWC(Layout.CHANNELS_LAST);
@@ -71,6 +76,13 @@ final class RunCommand implements Callable<Integer> {
         @Override
         public Mode convert(String value) {
             return parseEnum(Mode.class, value);
+        }
+    }
+
+    static final class PrecisionConverter implements CommandLine.ITypeConverter<Precision> {
+        @Override
+        public Precision convert(String value) {
+            return parseEnum(Precision.class, value);
         }
     }
 
@@ -131,6 +143,13 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--layout", converter = LayoutConverter.class, defaultValue = "nchw", paramLabel = "nchw|nhwc",
             description = "Channel axis: 1 (nchw, default) or last (nhwc, channels-last).")
     LayoutName layout;
+
+    @Option(names = "--dtype", converter = PrecisionConverter.class, defaultValue = "auto",
+            paramLabel = "auto|float32|float64",
+            description = "Precision of the computation and of the outputs: float32, float64 (needs a device with "
+                    + "double precision; the Java backend always has it), or auto (default): float64 when x.npy is "
+                    + "float64 and the device has double precision, else float32.")
+    Precision dtype;
 
     @Option(names = "--device", paramLabel = "D",
             description = "Device selector (auto, java, opencl, gpu, cpu, opencl:<p>:<d>); default -Dclnorm.device, "
@@ -210,24 +229,24 @@ final class RunCommand implements Callable<Integer> {
             throw new IllegalArgumentException(x + ": shape " + NpyArray.shapeString(shape) + " has no channels (axis "
                     + lay.channelAxis(shape.length) + " is 0)");
         }
-        float[] gammaV = perChannel(gamma, "--gamma", c, shape, lay, 1f);
-        float[] betaV = perChannel(beta, "--beta", c, shape, lay, 0f);
-        float[] meanV = perChannel(runningMean, "--running-mean", c, shape, lay, 0f);
-        float[] varV = perChannel(runningVar, "--running-var", c, shape, lay, 1f);
+        double[] gammaV = perChannel(gamma, "--gamma", c, shape, lay, 1);
+        double[] betaV = perChannel(beta, "--beta", c, shape, lay, 0);
+        double[] meanV = perChannel(runningMean, "--running-mean", c, shape, lay, 0);
+        double[] varV = perChannel(runningVar, "--running-var", c, shape, lay, 1);
         for (int i = 0; i < c; i++) {
             if (!(varV[i] >= 0)) {
                 throw new IllegalArgumentException(runningVar + ": running variance must be >= 0, got " + varV[i]
                         + " at channel " + i);
             }
         }
-        float[] dyV = null;
+        double[] dyV = null;
         if (dy != null) {
             NpyArray dya = readFloating(dy, "--dy");
             if (!Arrays.equals(dya.shape(), shape)) {
                 throw new IllegalArgumentException(dy + " has shape " + NpyArray.shapeString(dya.shape())
                         + ", expected the shape of x " + NpyArray.shapeString(shape));
             }
-            dyV = dya.toFloatArray();
+            dyV = dya.toDoubleArray();
         }
         if (Files.exists(out) && !Files.isDirectory(out)) {
             throw new IllegalArgumentException(out + ": exists and is not a directory");
@@ -237,50 +256,83 @@ final class RunCommand implements Callable<Integer> {
         Map<String, NpyArray> outputs = new LinkedHashMap<>();
         String selector = device != null ? device : Devices.configuredSelector();
         String deviceId;
-        try (Backend backend = Devices.open(selector);
-             BatchNorm bn = BatchNorm.builder(c).convention(convention).eps(e).momentum(m)
-                     .backend(backend).build();
-             Tensor xt = Tensor.upload(backend, xa.toFloatArray(), lay, shape)) {
+        ElementType precision;
+        try (Backend backend = Devices.open(selector)) {
             deviceId = backend.info().id();
-            xa = null;  // let the host copy go
-            bn.setWeight(gammaV);
-            bn.setBias(betaV);
-            bn.setRunningMean(meanV);
-            bn.setRunningVar(varV);
-            if (mode == Mode.EVAL) {
-                try (Tensor y = bn.forwardInference(xt)) {
-                    outputs.put("y", NpyArray.ofFloat32(y.download(), shape));
-                }
-            } else {
-                try (Tensor y = bn.forwardTraining(xt)) {
-                    outputs.put("y", NpyArray.ofFloat32(y.download(), shape));
-                }
-                float[][] stats = batchStats(bn, g, (float) e);
-                outputs.put("batch_mean", NpyArray.ofFloat32(stats[0], c));
-                outputs.put("batch_var", NpyArray.ofFloat32(stats[1], c));
-                outputs.put("running_mean", NpyArray.ofFloat32(bn.runningMean(), c));
-                float[] rv = bn.runningVar();
-                outputs.put("running_var", NpyArray.ofFloat32(rv, c));
-                if (mode == Mode.BACKWARD) {
-                    try (Tensor dyt = Tensor.upload(backend, dyV, lay, shape); Tensor dx = bn.backward(xt, dyt)) {
-                        outputs.put("dx", NpyArray.ofFloat32(dx.download(), shape));
+            precision = precision(xa, backend);
+            boolean wide = precision == ElementType.FLOAT64;
+            try (BatchNorm bn = BatchNorm.builder(c).convention(convention).eps(e).momentum(m).dtype(precision)
+                    .backend(backend).build();
+                 Tensor xt = Tensor.upload(backend, xa.toDoubleArray(), lay, precision, shape)) {
+                xa = null;  // let the host copy go
+                bn.setWeight(gammaV);
+                bn.setBias(betaV);
+                bn.setRunningMean(meanV);
+                bn.setRunningVar(varV);
+                if (mode == Mode.EVAL) {
+                    try (Tensor y = bn.forwardInference(xt)) {
+                        outputs.put("y", array(y.downloadDoubles(), wide, shape));
                     }
-                    outputs.put("dgamma", NpyArray.ofFloat32(bn.gradWeight(), c));
-                    outputs.put("dbeta", NpyArray.ofFloat32(bn.gradBias(), c));
+                } else {
+                    try (Tensor y = bn.forwardTraining(xt)) {
+                        outputs.put("y", array(y.downloadDoubles(), wide, shape));
+                    }
+                    double[][] stats = batchStats(bn, g);
+                    outputs.put("batch_mean", array(stats[0], wide, c));
+                    outputs.put("batch_var", array(stats[1], wide, c));
+                    outputs.put("running_mean", array(bn.runningMeanDouble(), wide, c));
+                    outputs.put("running_var", array(bn.runningVarDouble(), wide, c));
+                    if (mode == Mode.BACKWARD) {
+                        try (Tensor dyt = Tensor.upload(backend, dyV, lay, precision, shape);
+                             Tensor dx = bn.backward(xt, dyt)) {
+                            outputs.put("dx", array(dx.downloadDoubles(), wide, shape));
+                        }
+                        outputs.put("dgamma", array(bn.gradWeightDouble(), wide, c));
+                        outputs.put("dbeta", array(bn.gradBiasDouble(), wide, c));
+                    }
                 }
             }
         }
 
+        String typeName = precision == ElementType.FLOAT64 ? "float64" : "float32";
         stdout.printf(Locale.ROOT, "clnorm run: mode %s, convention %s (eps %s, momentum %s), layout %s, device %s, "
-                        + "x %s%n", name(mode), name(convention), plain(e), plain(m), name(layout), deviceId,
-                NpyArray.shapeString(shape));
+                        + "x %s, computed in %s%n", name(mode), name(convention), plain(e), plain(m), name(layout),
+                deviceId, NpyArray.shapeString(shape), typeName);
         for (Map.Entry<String, NpyArray> o : outputs.entrySet()) {
             Path file = out.resolve(o.getKey() + ".npy");
             Npy.write(file, o.getValue());
-            stdout.println("wrote " + file + " " + NpyArray.shapeString(o.getValue().shape()) + " float32");
+            stdout.println("wrote " + file + " " + NpyArray.shapeString(o.getValue().shape()) + " " + typeName);
         }
         stdout.flush();
         return 0;
+    }
+
+    /** The layer's precision for --dtype on this device, checked before any device work. */
+    private ElementType precision(NpyArray xa, Backend backend) {
+        boolean fp64 = backend.info().fp64();
+        return switch (dtype) {
+            case FLOAT32 -> ElementType.FLOAT32;
+            case FLOAT64 -> {
+                if (!fp64) {
+                    throw new IllegalArgumentException("--dtype float64 needs double precision (cl_khr_fp64), which "
+                            + backend.info().describe() + " does not report; use --dtype float32 or another --device");
+                }
+                yield ElementType.FLOAT64;
+            }
+            case AUTO -> xa.dtype() == NpyArray.DType.FLOAT64 && fp64 ? ElementType.FLOAT64 : ElementType.FLOAT32;
+        };
+    }
+
+    /** An output array in the computation's precision (float32 values are exact in float32). */
+    private static NpyArray array(double[] values, boolean wide, int... shape) {
+        if (wide) {
+            return NpyArray.ofFloat64(values, shape);
+        }
+        float[] narrow = new float[values.length];
+        for (int i = 0; i < values.length; i++) {
+            narrow[i] = (float) values[i];
+        }
+        return NpyArray.ofFloat32(narrow, shape);
     }
 
     private static String plain(double v) {
@@ -293,33 +345,46 @@ final class RunCommand implements Callable<Integer> {
 
     /**
      * batch_mean and the biased batch_var of the last training forward, from the device's saved
-     * statistics. The mean is saved as a float pair (hi + lo), summed here in float64. The variance
-     * is recovered from invstd = 1/sqrt(var + eps) as 1/invstd^2 - eps in float64: invstd is float32,
-     * so var + eps carries about 2 float32 rounding errors (plus the device's rsqrt error, a few ulp
-     * at most), i.e. a relative error of about 1e-7 of (var + eps); for var much larger than eps that
-     * is float32 precision, for var near or below eps the absolute error is ~1e-7 * eps. Clamped
-     * at 0. An empty batch (no values per channel) has no statistics: NaN.
+     * statistics. On a float32 layer the mean is saved as a float pair (hi + lo), summed here in
+     * float64 and rounded once to float32. The variance is recovered from invstd = 1/sqrt(var + eps)
+     * as 1/invstd^2 - eps in float64: with a float32 invstd, var + eps carries about 2 float32
+     * rounding errors (plus the device's rsqrt error, a few ulp at most), i.e. a relative error of
+     * about 1e-7 of (var + eps); for var much larger than eps that is float32 precision, for var near
+     * or below eps the absolute error is ~1e-7 * eps. A float64 layer's invstd gives the same with
+     * float64 roundings (about 1e-16). Clamped at 0. An empty batch (no values per channel) has no
+     * statistics: NaN.
      */
-    private static float[][] batchStats(BatchNorm bn, Geometry g, float eps) {
+    private static double[][] batchStats(BatchNorm bn, Geometry g) {
         int c = bn.channels();
-        float[] mean = new float[c];
-        float[] var = new float[c];
+        double[] mean = new double[c];
+        double[] var = new double[c];
         if (g.valuesPerChannel() == 0) {
-            Arrays.fill(mean, Float.NaN);
-            Arrays.fill(var, Float.NaN);
-            return new float[][]{mean, var};
+            Arrays.fill(mean, Double.NaN);
+            Arrays.fill(var, Double.NaN);
+            return new double[][]{mean, var};
         }
-        float[] hi = bn.savedMean();
-        float[] lo = new float[c];
-        bn.backend().download(bn.deviceState().saveMeanLo(), lo);
-        float[] invstd = bn.savedInvstd();
+        boolean wide = bn.dtype() == ElementType.FLOAT64;
+        double eps = bn.eps();
+        double[] hi = bn.savedMeanDouble();
+        double[] lo = new double[c];
+        if (!wide) {
+            float[] l = new float[c];
+            bn.backend().download(bn.deviceState().saveMeanLo(), l);
+            for (int i = 0; i < c; i++) {
+                lo[i] = l[i];
+            }
+        }
+        double[] invstd = bn.savedInvstdDouble();
         for (int i = 0; i < c; i++) {
-            mean[i] = (float) ((double) hi[i] + lo[i]);
+            mean[i] = wide ? hi[i] : (float) (hi[i] + lo[i]);
             double s = invstd[i];
             double v = 1.0 / (s * s) - eps;
-            var[i] = Double.isNaN(v) ? Float.NaN : (float) Math.max(0.0, v);
+            var[i] = Double.isNaN(v) ? Double.NaN : Math.max(0.0, v);
+            if (!wide) {
+                var[i] = (float) var[i];
+            }
         }
-        return new float[][]{mean, var};
+        return new double[][]{mean, var};
     }
 
     private static NpyArray readFloating(Path file, String option) throws IOException {
@@ -331,10 +396,10 @@ final class RunCommand implements Callable<Integer> {
         return a;
     }
 
-    private float[] perChannel(Path file, String option, int c, int[] xShape, Layout lay, float fill)
+    private double[] perChannel(Path file, String option, int c, int[] xShape, Layout lay, double fill)
             throws IOException {
         if (file == null) {
-            float[] v = new float[c];
+            double[] v = new double[c];
             Arrays.fill(v, fill);
             return v;
         }
@@ -344,6 +409,6 @@ final class RunCommand implements Callable<Integer> {
                     + ", expected (" + c + ",): one value per channel of x " + NpyArray.shapeString(xShape)
                     + " (channels on axis " + lay.channelAxis(xShape.length) + ", layout " + name(layout) + ")");
         }
-        return a.toFloatArray();
+        return a.toDoubleArray();
     }
 }

@@ -35,12 +35,15 @@ import static org.junit.jupiter.api.Assertions.fail;
 /**
  * {@code clnorm run} through {@link Main#run}: train / eval / backward on every device, both layouts,
  * each convention's running-statistics rule, inputs in float16/float32/float64, every output file
- * compared with the float64 {@link ReferenceBatchNorm} within 2e-4 absolute (PyTorch's float32-vs-float64
- * module bound; values here are O(1..10) and sums over <= 90 terms); and bad input: exit code 2 with a
+ * compared with the float64 {@link ReferenceBatchNorm} within 2e-4 absolute for float32 results
+ * (PyTorch's float32-vs-float64 module bound; values here are O(1..10) and sums over <= 90 terms)
+ * and 1e-11 for float64 results (float64 input under --dtype auto: about 1e5 times the rounding of
+ * such sums, 1e-16 relative per term); and bad input: exit code 2 with a
  * single {@code clnorm: } line naming the problem and no stack trace unless --verbose.
  */
 class RunCommandTest {
     private static final double TOL = 2e-4;
+    private static final double TOL64 = 1e-11;
 
     private record Result(int code, String out, String err) {
     }
@@ -63,11 +66,21 @@ class RunCommandTest {
 
     /** One scenario: mode, convention, layout, input shape, input dtype, which optional files to pass. */
     private record Case(String mode, String convention, String layout, int[] shape, NpyArray.DType dtype,
-                        boolean withParams) {
+                        boolean withParams, String precision) {
+        Case(String mode, String convention, String layout, int[] shape, NpyArray.DType dtype, boolean withParams) {
+            this(mode, convention, layout, shape, dtype, withParams, null);
+        }
+
+        /** What the outputs must be: float64 for float64 input under --dtype auto (every test device has fp64). */
+        NpyArray.DType outputType() {
+            boolean wide = "float64".equals(precision) || (precision == null && dtype == NpyArray.DType.FLOAT64);
+            return wide ? NpyArray.DType.FLOAT64 : NpyArray.DType.FLOAT32;
+        }
+
         @Override
         public String toString() {
             return mode + " " + convention + " " + layout + " " + NpyArray.shapeString(shape) + " " + dtype
-                    + (withParams ? "" : " defaults");
+                    + (withParams ? "" : " defaults") + (precision == null ? "" : " --dtype " + precision);
         }
     }
 
@@ -78,6 +91,9 @@ class RunCommandTest {
                 new Case("backward", "pytorch", "nchw", new int[]{6, 4, 5, 3}, NpyArray.DType.FLOAT32, true),
                 new Case("backward", "keras", "nhwc", new int[]{5, 3, 6, 4}, NpyArray.DType.FLOAT16, true),
                 new Case("train", "onnx", "nchw", new int[]{30, 4}, NpyArray.DType.FLOAT64, false),
+                new Case("backward", "pytorch", "nhwc", new int[]{4, 3, 5, 6}, NpyArray.DType.FLOAT64, true),
+                new Case("backward", "pytorch", "nchw", new int[]{4, 3, 5}, NpyArray.DType.FLOAT64, true, "float32"),
+                new Case("eval", "keras", "nchw", new int[]{4, 3, 5}, NpyArray.DType.FLOAT32, true, "float64"),
                 new Case("eval", "cudnn", "nhwc", new int[]{3, 7, 4}, NpyArray.DType.FLOAT32, false));
         List<Arguments> list = new ArrayList<>();
         for (Backend b : TestBackends.all()) {
@@ -115,8 +131,18 @@ class RunCommandTest {
             x[i] = (float) (ch - 1.5 + (0.5 + 0.4 * ch) * r.nextGaussian());
         }
         NpyArray xa = NpyArray.of(k.dtype(), x, k.shape());
+        if (k.dtype() == NpyArray.DType.FLOAT64) {
+            // Values that float32 cannot hold, so a float64 computation must keep the extra digits.
+            double[] wide = new double[n];
+            for (int i = 0; i < n; i++) {
+                wide[i] = x[i] + 1e-10 * (i % 13);
+            }
+            xa = NpyArray.ofFloat64(wide, k.shape());
+        }
         Npy.write(dir.resolve("x.npy"), xa);
-        double[] xd = ReferenceBatchNorm.toDouble(xa.toFloatArray());  // the values the device sees
+        // The values the device sees: rounded to float32 when the computation is float32.
+        double[] xd = k.outputType() == NpyArray.DType.FLOAT64 ? xa.toDoubleArray()
+                : ReferenceBatchNorm.toDouble(xa.toFloatArray());
 
         double[] gamma = new double[c];
         double[] beta = new double[c];
@@ -127,6 +153,10 @@ class RunCommandTest {
         List<String> args = new ArrayList<>(List.of("run", "--mode", k.mode(), "--x", dir.resolve("x.npy").toString(),
                 "--convention", k.convention(), "--layout", k.layout(), "--device", device,
                 "--out", dir.resolve("out").toString()));
+        if (k.precision() != null) {
+            args.add("--dtype");
+            args.add(k.precision());
+        }
         if (k.withParams()) {
             gamma = ReferenceBatchNorm.toDouble(values(c, r, 1, 0.3));
             beta = ReferenceBatchNorm.toDouble(values(c, r, 0, 1));
@@ -145,7 +175,8 @@ class RunCommandTest {
         if (k.mode().equals("backward")) {
             NpyArray dya = NpyArray.of(k.dtype(), values(n, r, 0, 1), k.shape());
             Npy.write(dir.resolve("dy.npy"), dya);
-            dyd = dya.toDoubleArray();
+            dyd = k.outputType() == NpyArray.DType.FLOAT64 ? dya.toDoubleArray()
+                    : ReferenceBatchNorm.toDouble(dya.toFloatArray());
             args.add("--dy");
             args.add(dir.resolve("dy.npy").toString());
         }
@@ -154,6 +185,9 @@ class RunCommandTest {
         assertEquals(0, res.code(), res.err());
         assertEquals("", res.err());
         assertTrue(res.out().contains("device " + device), res.out());
+        String computed = k.outputType() == NpyArray.DType.FLOAT64 ? "float64" : "float32";
+        assertTrue(res.out().contains("computed in " + computed), res.out());
+        NpyArray.DType type = k.outputType();
 
         double eps = switch (k.convention()) {
             case "keras" -> 1e-3;
@@ -171,28 +205,28 @@ class RunCommandTest {
         Set<String> expectedFiles = new TreeSet<>();
         if (k.mode().equals("eval")) {
             expectedFiles.add("y.npy");
-            check(out, "y", k.shape(), ReferenceBatchNorm.inference(xd, g, rm, rv, gamma, beta, eps));
+            check(out, type, "y", k.shape(), ReferenceBatchNorm.inference(xd, g, rm, rv, gamma, beta, eps));
         } else {
             expectedFiles.addAll(List.of("y.npy", "batch_mean.npy", "batch_var.npy", "running_mean.npy",
                     "running_var.npy"));
             ReferenceBatchNorm.Stats s = ReferenceBatchNorm.stats(xd, g);
-            check(out, "y", k.shape(), ReferenceBatchNorm.normalize(xd, g, s.mean(), s.var(), gamma, beta, eps));
-            check(out, "batch_mean", new int[]{c}, s.mean());
-            check(out, "batch_var", new int[]{c}, s.var());
+            check(out, type, "y", k.shape(), ReferenceBatchNorm.normalize(xd, g, s.mean(), s.var(), gamma, beta, eps));
+            check(out, type, "batch_mean", new int[]{c}, s.mean());
+            check(out, type, "batch_var", new int[]{c}, s.var());
             double[] em = new double[c];
             double[] ev = new double[c];
             for (int i = 0; i < c; i++) {
                 em[i] = (1 - f) * rm[i] + f * s.mean()[i];
                 ev[i] = (1 - f) * rv[i] + f * (biased ? s.var()[i] : s.unbiasedVar()[i]);
             }
-            check(out, "running_mean", new int[]{c}, em);
-            check(out, "running_var", new int[]{c}, ev);
+            check(out, type, "running_mean", new int[]{c}, em);
+            check(out, type, "running_var", new int[]{c}, ev);
             if (k.mode().equals("backward")) {
                 expectedFiles.addAll(List.of("dx.npy", "dgamma.npy", "dbeta.npy"));
                 ReferenceBatchNorm.Grads gr = ReferenceBatchNorm.backward(xd, dyd, g, gamma, eps);
-                check(out, "dx", k.shape(), gr.dx());
-                check(out, "dgamma", new int[]{c}, gr.dgamma());
-                check(out, "dbeta", new int[]{c}, gr.dbeta());
+                check(out, type, "dx", k.shape(), gr.dx());
+                check(out, type, "dgamma", new int[]{c}, gr.dgamma());
+                check(out, type, "dbeta", new int[]{c}, gr.dbeta());
             }
         }
         try (Stream<Path> files = Files.list(out)) {
@@ -211,15 +245,17 @@ class RunCommandTest {
         args.add(dir.resolve(name + ".npy").toString());
     }
 
-    private static void check(Path out, String name, int[] shape, double[] expected) throws Exception {
+    private static void check(Path out, NpyArray.DType type, String name, int[] shape, double[] expected)
+            throws Exception {
         NpyArray a = Npy.read(out.resolve(name + ".npy"));
-        assertEquals(NpyArray.DType.FLOAT32, a.dtype(), name);
+        assertEquals(type, a.dtype(), name);
         assertArrayEquals(shape, a.shape(), name);
+        double tol = type == NpyArray.DType.FLOAT64 ? TOL64 : TOL;
         double[] got = asDouble(a);
         for (int i = 0; i < expected.length; i++) {
             double err = Math.abs(expected[i] - got[i]);
-            if (!(err <= TOL)) {
-                fail(name + "[" + i + "]: expected " + expected[i] + ", got " + got[i] + " (|error| " + err + " > " + TOL + ")");
+            if (!(err <= tol)) {
+                fail(name + "[" + i + "]: expected " + expected[i] + ", got " + got[i] + " (|error| " + err + " > " + tol + ")");
             }
         }
     }
@@ -275,6 +311,11 @@ class RunCommandTest {
                 "has shape (2, 3), expected the shape of x (2, 3, 4)");
         assertOneLineError(run(cmd(dir, "--mode", "backward", "--x", xf.toString())), "needs --dy");
         assertOneLineError(run(cmd(dir, "--mode", "train", "--x", fortran.toString())), "Fortran");
+        // An option value picocli rejects: exit 2, the reason first (picocli adds the usage after it).
+        Result badType = run(cmd(dir, "--mode", "train", "--x", xf.toString(), "--dtype", "float16"));
+        assertEquals(2, badType.code(), badType.err());
+        assertTrue(badType.err().startsWith("Invalid value for option '--dtype': 'float16' is not one of auto, "
+                + "float32, float64"), badType.err());
         Path outFile = dir.resolve("taken");
         Files.write(outFile, new byte[]{1});
         assertOneLineError(run("run", "--device", "java", "--mode", "eval", "--x", xf.toString(), "--out",
