@@ -30,13 +30,28 @@ public final class BenchRunner {
 
     private final int warmup;
     private final int repeats;
+    private final double warmupSeconds;
 
     public BenchRunner(int warmup, int repeats) {
-        if (warmup < 0 || repeats < 1) {
-            throw new IllegalArgumentException("warm-up must be >= 0 and repeats >= 1, got " + warmup + " and " + repeats);
+        this(warmup, repeats, 0);
+    }
+
+    /**
+     * @param warmup        untimed calls before timing
+     * @param repeats       timed calls
+     * @param warmupSeconds keep making untimed calls (after {@code warmup} of them) until this much time
+     *                      went into them: the JVM compiles the Java backend's loops only after they have
+     *                      run a while, so a fixed small count can time the first shape of a run
+     *                      interpreted
+     */
+    public BenchRunner(int warmup, int repeats, double warmupSeconds) {
+        if (warmup < 0 || repeats < 1 || !(warmupSeconds >= 0) || Double.isInfinite(warmupSeconds)) {
+            throw new IllegalArgumentException("warm-up must be >= 0 calls and >= 0 seconds and repeats >= 1, got "
+                    + warmup + ", " + warmupSeconds + " and " + repeats);
         }
         this.warmup = warmup;
         this.repeats = repeats;
+        this.warmupSeconds = warmupSeconds;
     }
 
     /** Why a shape cannot run on a device (memory), or null when it fits. */
@@ -108,10 +123,12 @@ public final class BenchRunner {
 
     private BenchResult measure(Backend backend, int[] shape, Layout layout, Op op, long elements, double copyGbps,
                                 Runnable call) {
-        for (int w = 0; w < warmup; w++) {
+        long start = System.nanoTime();
+        long budget = (long) (warmupSeconds * 1e9);
+        for (int w = 0; w < warmup || System.nanoTime() - start < budget; w++) {
             call.run();
+            backend.finish();
         }
-        backend.finish();
         double[] wall = new double[repeats];
         long launchesBefore = backend.kernelLaunches();
         for (int i = 0; i < repeats; i++) {

@@ -46,6 +46,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "3", description = "Untimed calls first (default ${DEFAULT-VALUE}).")
     int warmup;
 
+    @Option(names = "--warmup-seconds", defaultValue = "0.5", paramLabel = "S",
+            description = "After --warmup calls, keep warming up until S seconds went into it, so the JVM has "
+                    + "compiled the Java backend's loops before timing starts (default ${DEFAULT-VALUE}).")
+    double warmupSeconds;
+
     @Option(names = "--repeats", defaultValue = "10", description = "Timed calls (default ${DEFAULT-VALUE}).")
     int repeats;
 
@@ -104,7 +109,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         // Read the comparison file first: a bad file fails before minutes of benchmarking.
         List<BenchCompare.External> other = compare == null ? null : BenchCompare.load(compare);
-        BenchRunner runner = new BenchRunner(warmup, repeats);
+        BenchRunner runner = new BenchRunner(warmup, repeats, warmupSeconds);
         boolean anyTiny = shapeList.stream().anyMatch(BenchRunner::isTiny);
         double loadBefore = loadAverage();
 

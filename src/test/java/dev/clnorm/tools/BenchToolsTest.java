@@ -53,7 +53,7 @@ class BenchToolsTest {
         Files.writeString(fixture, FIXTURE);
         Path json = dir.resolve("bench.json");
         Cli.Result r = Cli.run("bench", "--devices", "java", "--shapes", "4x8", "--ops", "train_forward,backward",
-                "--warmup", "0", "--repeats", "3", "--json", json.toString(), "--compare", fixture.toString());
+                "--warmup", "0", "--warmup-seconds", "0", "--repeats", "3", "--json", json.toString(), "--compare", fixture.toString());
         assertEquals(0, r.code(), r::toString);
         assertTrue(r.out().contains("Comparison with " + fixture), r::toString);
 
@@ -100,7 +100,7 @@ class BenchToolsTest {
                 {wrongCount, "elements 33 does not match shape 4x8 (32)"},
         };
         for (Object[] c : cases) {
-            Cli.Result r = Cli.run("bench", "--devices", "java", "--shapes", "4x8", "--warmup", "0", "--repeats", "1",
+            Cli.Result r = Cli.run("bench", "--devices", "java", "--shapes", "4x8", "--warmup", "0", "--warmup-seconds", "0", "--repeats", "1",
                     "--compare", c[0].toString());
             assertEquals(2, r.code(), r::toString);
             assertTrue(r.err().contains((String) c[1]), r::toString);
@@ -111,7 +111,7 @@ class BenchToolsTest {
     @Test
     void chartDrawsOnePanelPerOpWithEveryDevice(@TempDir Path dir) throws Exception {
         Path png = dir.resolve("bench.png");
-        Cli.Result r = Cli.run("bench", "--shapes", "4x8,16x32", "--warmup", "0", "--repeats", "2", "--chart",
+        Cli.Result r = Cli.run("bench", "--shapes", "4x8,16x32", "--warmup", "0", "--warmup-seconds", "0", "--repeats", "2", "--chart",
                 png.toString());
         assertEquals(0, r.code(), r::toString);
         assertTrue(r.out().contains("chart written to " + png), r::toString);
@@ -147,7 +147,7 @@ class BenchToolsTest {
     @Test
     void tinyShapesReportLaunchLatencyMeasuredInTheSameRun(@TempDir Path dir) throws Exception {
         Path json = dir.resolve("bench.json");
-        Cli.Result r = Cli.run("bench", "--shapes", "32x64", "--ops", "train_step", "--warmup", "1", "--repeats", "3",
+        Cli.Result r = Cli.run("bench", "--shapes", "32x64", "--ops", "train_step", "--warmup", "1", "--warmup-seconds", "0", "--repeats", "3",
                 "--json", json.toString());
         assertEquals(0, r.code(), r::toString);
         assertTrue(r.out().contains("Launch overhead (shapes of at most 16384 elements)"), r::toString);
@@ -183,6 +183,22 @@ class BenchToolsTest {
         assertFalse(r.out().contains("Launch overhead"), r::toString);
         if (!r.out().contains("64x512")) {
             fail("no result row\n" + r);
+        }
+    }
+
+    @Test
+    void warmUpRunsForTheRequestedTimeBeforeTiming() {
+        try (dev.clnorm.backend.java.JavaBackend backend = new dev.clnorm.backend.java.JavaBackend(1)) {
+            dev.clnorm.bench.BenchRunner runner = new dev.clnorm.bench.BenchRunner(0, 1, 0.3);
+            long launches = backend.kernelLaunches();
+            long t0 = System.nanoTime();
+            runner.run(backend, new int[]{4, 8}, dev.clnorm.Layout.CHANNELS_FIRST,
+                    java.util.EnumSet.of(dev.clnorm.bench.Op.INFERENCE), msg -> { });
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            // Copy and inference each warm up for 0.3 s; a 4x8 inference takes microseconds, so that is
+            // thousands of untimed launches, against the 1 timed call a run without warm-up makes.
+            assertTrue(seconds >= 0.6, "took " + seconds + " s");
+            assertTrue(backend.kernelLaunches() - launches > 100, (backend.kernelLaunches() - launches) + " launches");
         }
     }
 }
