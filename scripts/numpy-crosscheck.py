@@ -105,8 +105,9 @@ def run(cmd):
                         else:
                             f = 1 - mom if convention in ("keras", "onnx") else mom
                             fed = var if convention in ("keras", "onnx") else unb
-                            expect.update(y=y, batch_mean=mean, batch_var=var, running_mean=(1 - f) * rm + f * mean,
-                                          running_var=(1 - f) * rv + f * fed)
+                            rm64, rv64 = rm.astype(np.float64), rv.astype(np.float64)  # NumPy keeps float32 * f float32
+                            expect.update(y=y, batch_mean=mean, batch_var=var, running_mean=(1 - f) * rm64 + f * mean,
+                                          running_var=(1 - f) * rv64 + f * fed)
                             if mode == "backward":
                                 dyf = dy.astype(np.float64) if wide else dy.astype(np.float32).astype(np.float64)
                                 dbeta = dyf.sum(axis=axes)
