@@ -158,6 +158,29 @@ final class JavaBatchNormOps implements BatchNormOps {
         n[at] = total;
     }
 
+    /**
+     * Chan's merge of one run of {@code rows} rows (per-column float sums, float-rounded run means and
+     * scaled squared deviations from them, as {@link RowKernels#columnMoments} gives them) into the
+     * accumulators at [base, base + cols), every column of which has already seen {@code before}
+     * rows: the weights are the same for every column, so the per-column work has no division.
+     */
+    private static void mergeColumnRuns(float[] sum, float[] bm, float[] sq, int rows, long before, double[] mean,
+                                        double[] m2, int base, int cols) {
+        double inv = 1.0 / rows;
+        double total = before + rows;
+        double wb = rows / total;
+        double cross = before * wb;
+        for (int j = 0; j < cols; j++) {
+            double exact = sum[j] * inv;
+            double off = exact - bm[j];  // correction for the float-rounded run mean
+            double runM2 = Math.max(sq[j] * RowKernels.SQ_UNSCALE - rows * off * off, 0);
+            int at = base + j;
+            double delta = exact - mean[at];
+            mean[at] += delta * wb;
+            m2[at] += runM2 + delta * delta * cross;
+        }
+    }
+
     /** Moments of channel values x[start, end) merged into slot `at`; scratch holds two doubles. */
     private static void mergeRun(float[] x, int start, int end, float shift, double[] scratch, double[] n,
                                  double[] mean, double[] m2, int at) {
@@ -306,10 +329,22 @@ final class JavaBatchNormOps implements BatchNormOps {
                 double[] mean = new double[1];
                 double[] m2 = new double[1];
                 double[] scratch = new double[2];
-                for (int o = 0; o < g.outer(); o++) {
-                    int start = o * rowStride + c * inner;
-                    for (int e = start; e < start + inner; e += RUN) {
-                        mergeRun(x, e, Math.min(start + inner, e + RUN), shift[c], scratch, n, mean, m2, 0);
+                if (inner < RUN) {
+                    // Short rows: one run spans several rows, so a 14x14 channel costs a few
+                    // reductions and merges instead of one per row.
+                    int perRun = RUN / inner;
+                    for (int o = 0; o < g.outer(); o += perRun) {
+                        int rows = Math.min(perRun, g.outer() - o);
+                        KERNELS.momentsRows(x, o * rowStride + c * inner, rows, rowStride, inner, shift[c], scratch);
+                        double len = (double) rows * inner;
+                        merge(n, mean, m2, 0, len, scratch[0] / len, scratch[1]);
+                    }
+                } else {
+                    for (int o = 0; o < g.outer(); o++) {
+                        int start = o * rowStride + c * inner;
+                        for (int e = start; e < start + inner; e += RUN) {
+                            mergeRun(x, e, Math.min(start + inner, e + RUN), shift[c], scratch, n, mean, m2, 0);
+                        }
                     }
                 }
                 finishChannel(c, n[0], mean[0], m2[0], shift[c], eps, update, a);
@@ -334,16 +369,13 @@ final class JavaBatchNormOps implements BatchNormOps {
                 float[] bm = new float[acc];
                 float[] sq = new float[acc];
                 int base = b * acc;
-                for (long o = plan.from(b, g); o < plan.to(b, g); o += COL_RUN) {
+                long first = plan.from(b, g);
+                for (long o = first; o < plan.to(b, g); o += COL_RUN) {
                     int rows = (int) Math.min(COL_RUN, plan.to(b, g) - o);
                     KERNELS.columnMoments(x, (int) (o * acc), rows, acc, acc, colShift, sum, bm, sq);
-                    for (int j = 0; j < acc; j++) {
-                        double exact = sum[j] / (double) rows;
-                        double off = exact - bm[j];  // correction for the float-rounded block mean
-                        double blockM2 = Math.max(sq[j] * RowKernels.SQ_UNSCALE - rows * off * off, 0);
-                        merge(n, mean, m2, base + j, rows, exact, blockM2);
-                    }
+                    mergeColumnRuns(sum, bm, sq, rows, o - first, mean, m2, base, acc);
                 }
+                java.util.Arrays.fill(n, base, base + acc, plan.to(b, g) - first);
             });
         } else {
             parallel(plan.blocks(), b -> {
@@ -353,22 +385,47 @@ final class JavaBatchNormOps implements BatchNormOps {
                         (c, start, end) -> mergeRun(x, start, end, shift[c], scratch, n, mean, m2, base + c));
             });
         }
-        double[] cn = new double[1];
-        double[] cm = new double[1];
-        double[] cm2 = new double[1];
-        for (int c = 0; c < nc; c++) {
-            cn[0] = 0;
-            cm[0] = 0;
-            cm2[0] = 0;
-            int perChannel = plan.cols() ? inner : 1;
+        if (plan.cols() && inner == 1) {
+            // One column per channel: merge block by block; within a block every channel has the same count.
+            double[] cm = new double[nc];
+            double[] cm2 = new double[nc];
+            double count = 0;
             for (int b = 0; b < plan.blocks(); b++) {
-                for (int i = 0; i < perChannel; i++) {
-                    int at = b * acc + (plan.cols() ? c * inner + i : c);
-                    // Column partials of the cols traversal are relative to the same channel shift.
-                    merge(cn, cm, cm2, 0, n[at], mean[at], m2[at]);
+                double nb = n[b * acc];
+                if (nb == 0) {
+                    continue;
                 }
+                double total = count + nb;
+                double wb = nb / total;
+                double cross = count * wb;
+                for (int c = 0; c < nc; c++) {
+                    double delta = mean[b * acc + c] - cm[c];
+                    cm[c] += delta * wb;
+                    cm2[c] += m2[b * acc + c] + delta * delta * cross;
+                }
+                count = total;
             }
-            finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, update, a);
+            for (int c = 0; c < nc; c++) {
+                finishChannel(c, count, cm[c], cm2[c], shift[c], eps, update, a);
+            }
+        } else {
+            double[] cn = new double[1];
+            double[] cm = new double[1];
+            double[] cm2 = new double[1];
+            for (int c = 0; c < nc; c++) {
+                cn[0] = 0;
+                cm[0] = 0;
+                cm2[0] = 0;
+                int perChannel = plan.cols() ? inner : 1;
+                for (int b = 0; b < plan.blocks(); b++) {
+                    for (int i = 0; i < perChannel; i++) {
+                        int at = b * acc + (plan.cols() ? c * inner + i : c);
+                        // Column partials of the cols traversal are relative to the same channel shift.
+                        merge(cn, cm, cm2, 0, n[at], mean[at], m2[at]);
+                    }
+                }
+                finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, update, a);
+            }
         }
         affine(g, plan, x, y, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
     }
@@ -497,9 +554,12 @@ final class JavaBatchNormOps implements BatchNormOps {
             int rowStride = nc * inner;
             parallel(nc, c -> {
                 double[] sums = new double[2];
-                for (int o = 0; o < g.outer(); o++) {
-                    int start = o * rowStride + c * inner;
-                    KERNELS.gradSums(x, dy, start, start + inner, h[c], l[c], is[c], sums);
+                // Runs of at most RUN values in float lanes (several short rows per run), as the statistics.
+                int perRun = Math.max(1, RUN / inner);
+                for (int o = 0; o < g.outer(); o += perRun) {
+                    int rows = Math.min(perRun, g.outer() - o);
+                    KERNELS.gradSumsRows(x, dy, o * rowStride + c * inner, rows, rowStride, inner, h[c], l[c], is[c],
+                            sums);
                 }
                 dbeta[c] = (float) sums[0];
                 dgamma[c] = (float) sums[1];

@@ -21,7 +21,16 @@ interface RowKernels {
      * channel mean, so nothing is lost to the mean's float rounding; squares are scaled by
      * {@link #SQ_SCALE}^2 while summed in float lanes so that |x| ~ 1e19 cannot overflow.
      */
-    void moments(float[] x, int from, int to, float shift, double[] out);
+    default void moments(float[] x, int from, int to, float shift, double[] out) {
+        momentsRows(x, from, 1, 0, to - from, shift, out);
+    }
+
+    /**
+     * {@link #moments} of the values of {@code rows} segments of {@code len} values, segment r
+     * starting at {@code start + r * stride}: one pair of reductions for a channel's short rows
+     * (e.g. 32 rows of 14x14) instead of one per row.
+     */
+    void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out);
 
     /**
      * Per-column moments of a block of {@code rows} rows of {@code cols} columns starting at
@@ -34,7 +43,13 @@ interface RowKernels {
                        float[] q);
 
     /** out[0] += sum(dy), out[1] += sum(dy * xhat) over [from, to), xhat = ((x - h) - l) * is. */
-    void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out);
+    default void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {
+        gradSumsRows(x, dy, from, 1, 0, to - from, h, l, is, out);
+    }
+
+    /** {@link #gradSums} over {@code rows} segments of {@code len} values, as {@link #momentsRows}. */
+    void gradSumsRows(float[] x, float[] dy, int start, int rows, int stride, int len, float h, float l, float is,
+                      double[] out);
 
     /** Per-column sb[j] = sum(dy), sg[j] = sum(dy * xhat) over a block of rows (overwrites sb, sg). */
     void columnGradSums(float[] x, float[] dy, int start, int rows, int stride, int cols, float[] h, float[] l,

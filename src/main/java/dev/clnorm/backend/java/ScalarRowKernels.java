@@ -4,32 +4,40 @@ package dev.clnorm.backend.java;
 final class ScalarRowKernels implements RowKernels {
 
     @Override
-    public void moments(float[] x, int from, int to, float shift, double[] out) {
+    public void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out) {
         double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        int e = from;
-        for (; e + 3 < to; e += 4) {
-            a0 += x[e] - shift;
-            a1 += x[e + 1] - shift;
-            a2 += x[e + 2] - shift;
-            a3 += x[e + 3] - shift;
-        }
-        for (; e < to; e++) {
-            a0 += x[e] - shift;
+        for (int r = 0; r < rows; r++) {
+            int base = start + r * stride;
+            int e = base;
+            int to = base + len;
+            for (; e + 3 < to; e += 4) {
+                a0 += x[e] - shift;
+                a1 += x[e + 1] - shift;
+                a2 += x[e + 2] - shift;
+                a3 += x[e + 3] - shift;
+            }
+            for (; e < to; e++) {
+                a0 += x[e] - shift;
+            }
         }
         double s = (a0 + a1) + (a2 + a3);
-        double n = to - from;
+        double n = (double) rows * len;
         float meanDev = (float) (s / n);
         double q0 = 0, q1 = 0;
-        e = from;
-        for (; e + 1 < to; e += 2) {
-            double d0 = ((x[e] - shift) - meanDev) * SQ_SCALE;
-            double d1 = ((x[e + 1] - shift) - meanDev) * SQ_SCALE;
-            q0 += d0 * d0;
-            q1 += d1 * d1;
-        }
-        for (; e < to; e++) {
-            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
-            q0 += d * d;
+        for (int r = 0; r < rows; r++) {
+            int base = start + r * stride;
+            int e = base;
+            int to = base + len;
+            for (; e + 1 < to; e += 2) {
+                double d0 = ((x[e] - shift) - meanDev) * SQ_SCALE;
+                double d1 = ((x[e + 1] - shift) - meanDev) * SQ_SCALE;
+                q0 += d0 * d0;
+                q1 += d1 * d1;
+            }
+            for (; e < to; e++) {
+                double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
+                q0 += d * d;
+            }
         }
         // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded mean mf.
         double off = s / n - meanDev;
@@ -61,21 +69,25 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {
+    public void gradSumsRows(float[] x, float[] dy, int start, int rows, int stride, int len, float h, float l,
+                             float is, double[] out) {
         double b0 = 0, b1 = 0, g0 = 0, g1 = 0;
-        int e = from;
-        for (; e + 1 < to; e += 2) {
-            float xh0 = ((x[e] - h) - l) * is;
-            float xh1 = ((x[e + 1] - h) - l) * is;
-            b0 += dy[e];
-            b1 += dy[e + 1];
-            g0 += (double) dy[e] * xh0;
-            g1 += (double) dy[e + 1] * xh1;
-        }
-        for (; e < to; e++) {
-            float xh = ((x[e] - h) - l) * is;
-            b0 += dy[e];
-            g0 += (double) dy[e] * xh;
+        for (int r = 0; r < rows; r++) {
+            int e = start + r * stride;
+            int to = e + len;
+            for (; e + 1 < to; e += 2) {
+                float xh0 = ((x[e] - h) - l) * is;
+                float xh1 = ((x[e + 1] - h) - l) * is;
+                b0 += dy[e];
+                b1 += dy[e + 1];
+                g0 += (double) dy[e] * xh0;
+                g1 += (double) dy[e + 1] * xh1;
+            }
+            for (; e < to; e++) {
+                float xh = ((x[e] - h) - l) * is;
+                b0 += dy[e];
+                g0 += (double) dy[e] * xh;
+            }
         }
         out[0] += b0 + b1;
         out[1] += g0 + g1;

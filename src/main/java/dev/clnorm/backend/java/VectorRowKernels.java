@@ -13,29 +13,47 @@ final class VectorRowKernels implements RowKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int N = S.length();
 
+    // The segment loops below are single loops over all full vectors of all rows (the row changes
+    // inside): a vector accumulator carried across a nested loop is not kept in registers by C2
+    // (it boxes it, allocating per row), which made short rows slower, not faster.
+
     @Override
-    public void moments(float[] x, int from, int to, float shift, double[] out) {
+    public void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out) {
+        int bound = S.loopBound(len);
+        int vectors = rows * (bound / N);
         FloatVector acc = FloatVector.zero(S);
-        int e = from;
-        int bound = from + S.loopBound(to - from);
-        for (; e < bound; e += N) {
-            acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+        for (int k = 0, at = start, i = 0; k < vectors; k++) {
+            acc = acc.add(FloatVector.fromArray(S, x, at + i).sub(shift));
+            i += N;
+            if (i == bound) {
+                i = 0;
+                at += stride;
+            }
         }
         double s = acc.reduceLanes(VectorOperators.ADD);
-        for (; e < to; e++) {
-            s += x[e] - shift;
+        for (int r = 0; r < rows; r++) {
+            for (int e = start + r * stride + bound; e < start + r * stride + len; e++) {
+                s += x[e] - shift;
+            }
         }
-        double n = to - from;
+        double n = (double) rows * len;
         float meanDev = (float) (s / n);
         FloatVector q = FloatVector.zero(S);
-        for (e = from; e < bound; e += N) {
-            FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
+        for (int k = 0, at = start, i = 0; k < vectors; k++) {
+            FloatVector d = FloatVector.fromArray(S, x, at + i).sub(shift).sub(meanDev).mul(SQ_SCALE);
             q = d.fma(d, q);
+            i += N;
+            if (i == bound) {
+                i = 0;
+                at += stride;
+            }
         }
         double sq = q.reduceLanes(VectorOperators.ADD);
-        for (; e < to; e++) {
-            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
-            sq += d * d;
+        for (int r = 0; r < rows; r++) {
+            for (int e = start + r * stride + bound; e < start + r * stride + len; e++) {
+                double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
+                sq += d * d;
+            }
         }
         // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded mean mf.
         double off = s / n - meanDev;
@@ -79,23 +97,31 @@ final class VectorRowKernels implements RowKernels {
     }
 
     @Override
-    public void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {
+    public void gradSumsRows(float[] x, float[] dy, int start, int rows, int stride, int len, float h, float l,
+                             float is, double[] out) {
+        int bound = S.loopBound(len);
+        int vectors = rows * (bound / N);
         FloatVector sb = FloatVector.zero(S);
         FloatVector sg = FloatVector.zero(S);
-        int e = from;
-        int bound = from + S.loopBound(to - from);
-        for (; e < bound; e += N) {
-            FloatVector d = FloatVector.fromArray(S, dy, e);
-            FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
+        for (int k = 0, at = start, i = 0; k < vectors; k++) {
+            FloatVector d = FloatVector.fromArray(S, dy, at + i);
+            FloatVector xhat = FloatVector.fromArray(S, x, at + i).sub(h).sub(l).mul(is);
             sb = sb.add(d);
             sg = d.fma(xhat, sg);
+            i += N;
+            if (i == bound) {
+                i = 0;
+                at += stride;
+            }
         }
         double b = sb.reduceLanes(VectorOperators.ADD);
         double g = sg.reduceLanes(VectorOperators.ADD);
-        for (; e < to; e++) {
-            float xhat = ((x[e] - h) - l) * is;
-            b += dy[e];
-            g += (double) dy[e] * xhat;
+        for (int r = 0; r < rows; r++) {
+            for (int e = start + r * stride + bound; e < start + r * stride + len; e++) {
+                float xhat = ((x[e] - h) - l) * is;
+                b += dy[e];
+                g += (double) dy[e] * xhat;
+            }
         }
         out[0] += b;
         out[1] += g;

@@ -115,4 +115,42 @@ class RowKernelsTest {
             }
         }
     }
+
+    /** Segments of several short rows give what the rows' values give when gathered into one run. */
+    @Test
+    void rowSegmentsEqualTheGatheredRun() {
+        SplittableRandom r = new SplittableRandom(9);
+        for (int len : new int[]{1, 7, 49, 196, 33}) {
+            int rows = 13;
+            int stride = len * 5 + 3;
+            float[] x = new float[rows * stride];
+            float[] dy = new float[x.length];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) (1000 + r.nextDouble() * 4);
+                dy[i] = (float) (r.nextDouble() * 2 - 1);
+            }
+            float[] gx = new float[rows * len];
+            float[] gdy = new float[gx.length];
+            for (int row = 0; row < rows; row++) {
+                System.arraycopy(x, 2 + row * stride, gx, row * len, len);
+                System.arraycopy(dy, 2 + row * stride, gdy, row * len, len);
+            }
+            float shift = x[2];
+            for (RowKernels k : implementations()) {
+                String what = k.getClass().getSimpleName() + " len " + len;
+                double[] seg = new double[2];
+                double[] run = new double[2];
+                k.momentsRows(x, 2, rows, stride, len, shift, seg);
+                k.moments(gx, 0, gx.length, shift, run);
+                assertEquals(run[0], seg[0], 1e-5 * Math.abs(run[0]) + 1e-6, what + " sum");
+                assertEquals(run[1], seg[1], 1e-5 * run[1] + 1e-9, what + " M2");
+                double[] gs = new double[2];
+                double[] gr = new double[2];
+                k.gradSumsRows(x, dy, 2, rows, stride, len, 1000.5f, 1e-5f, 0.8f, gs);
+                k.gradSums(gx, gdy, 0, gx.length, 1000.5f, 1e-5f, 0.8f, gr);
+                assertEquals(gr[0], gs[0], 1e-5 * Math.abs(gr[0]) + 1e-5, what + " sum dy");
+                assertEquals(gr[1], gs[1], 1e-5 * Math.abs(gr[1]) + 1e-5, what + " sum dy*xhat");
+            }
+        }
+    }
 }
