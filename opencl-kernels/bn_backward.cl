@@ -240,3 +240,28 @@ __kernel void bn_dx_cols(__global const store_t* x, __global const store_t* dy, 
         }
     }
 }
+
+// FLAT traversal of dx (see bn_affine_flat): one contiguous chunk per work-item, same arithmetic
+// as bn_dx_cols. Grid (ceil(total / chunk)), local (1).
+__kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
+                         const int channels, const int total, const int chunk, DX_ARGS) {
+    const int begin = get_global_id(0) * chunk;
+    const int end = min(begin + chunk, total);
+    int j = begin % channels;
+    for (int e = begin; e < end; e += VEC) {
+        const realv is = vloadv(0, invstd + j);
+        const realv xhat = ((TLOADV(x + e) - vloadv(0, mean_hi + j)) - vloadv(0, mean_lo + j)) * is;
+        const realv scale = vloadv(0, gamma + j) * is;
+        const realv db = vloadv(0, dbeta + j) * inv_m;
+        const realv dg = vloadv(0, dgamma + j) * inv_m;
+        const realv d = RELU_MASK(realv, TLOADV(dy + e), act, TLOADV(yact + e));
+        TSTOREV(scale * (d - db - xhat * dg), dx + e);
+        if (act & ACT_RESIDUAL) {
+            TSTOREV(d, dres + e);
+        }
+        j += VEC;
+        if (j == channels) {
+            j = 0;
+        }
+    }
+}

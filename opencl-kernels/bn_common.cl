@@ -12,6 +12,8 @@
 //    CPUs (work-group size 1) one work-item streams a contiguous range.
 //  - COLS: the tensor is an (outer) x (channels * inner) matrix; a work-item owns CW consecutive
 //    columns and walks rows. Used when rows are too short to keep a work-group busy.
+//  - FLAT (elementwise passes only, CPU devices, inner == 1): a work-item streams one contiguous
+//    chunk of the flat tensor; element e is in channel e % channels.
 //
 // Compile-time options (-D): VEC (4 or 8) the vector width of the ROWS kernels; CW (1, 4 or 8)
 // the columns per work-item of the COLS kernels; STORAGE the tensor type (below).

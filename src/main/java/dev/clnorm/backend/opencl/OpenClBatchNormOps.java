@@ -23,12 +23,14 @@ import java.util.Map;
  *
  * <p>Per shape the host picks the ROWS traversal (long contiguous rows, NCHW-like) or the COLS
  * traversal (short rows: channels-last, (N,C), small spatial extents) and per device the vector
- * width and work-group shape (see {@link Tuning}); kernels are compiled once per option set.
+ * width and work-group shape (see {@link Tuning}); kernels are compiled once per option set. On CPU
+ * devices the elementwise pass of a channels-last / (N,C) shape is FLAT: contiguous chunks of the
+ * flat tensor rather than column strips.
  */
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
             "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
-            "bn_backward_fused_rows", "bn_saved_from_running"};
+            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat"};
 
     /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
     static final long CPU_FUSE_BYTES = 1L << 20;
@@ -163,6 +165,24 @@ final class OpenClBatchNormOps implements BatchNormOps {
         return tuning.fuseBytes() > 0 && useRows(g)
                 && g.channels() >= 2L * Math.max(1, backend.info().computeUnits())
                 && g.valuesPerChannel() * Math.max(4L, st.bytes()) * arrays <= tuning.fuseBytes();
+    }
+
+    /**
+     * Whether the elementwise passes of a COLS shape run as FLAT chunks (CPU devices, one channel per
+     * column, whole vectors per row): a CPU streams a contiguous chunk far better than a column strip.
+     */
+    private boolean useFlat(Geometry g) {
+        return tuning.fuseBytes() > 0 && !useRows(g) && g.inner() == 1 && g.channels() % tuning.vec() == 0;
+    }
+
+    /** Elements per FLAT work-item: a multiple of VEC, enough chunks to balance the threads. */
+    private int flatChunk(Geometry g) {
+        long chunk = Math.max(4096, ceilDiv(g.elements(), tuning.targetGroups()));
+        return (int) (ceilDiv(chunk, tuning.vec()) * tuning.vec());
+    }
+
+    private void launchFlat(ClKernel k, Geometry g) {
+        k.launch(new long[]{ceilDiv(g.elements(), flatChunk(g))}, new long[]{1});
     }
 
     private long[] fusedGlobal(Geometry g) {
@@ -340,9 +360,16 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     new Object[]{partA, partB, partC, statsCounter}, outputs,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             stats.launch(p.global(), p.localRange());
-            ClKernel norm = k.get("bn_affine_cols");
-            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, affine));
-            norm.launch(p.global(), p.localRange());
+            if (useFlat(g)) {
+                ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat");
+                args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
+                launchFlat(norm, g);
+            } else {
+                ClKernel norm = k.get("bn_affine_cols");
+                args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
+                        affine));
+                norm.launch(p.global(), p.localRange());
+            }
         }
     }
 
@@ -366,6 +393,10 @@ final class OpenClBatchNormOps implements BatchNormOps {
             args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
                     q.unitsPerGroup()}, affine));
             norm.launch(q.global(g), q.localRange());
+        } else if (useFlat(g)) {
+            ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat");
+            args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
+            launchFlat(norm, g);
         } else {
             ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_affine_cols"));
             ClKernel norm = kernelsFor(p.cw(), sc).get("bn_affine_cols");
@@ -429,10 +460,16 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             grad.launch(p.global(), p.localRange());
-            ClKernel dxk = k.get("bn_dx_cols");
-            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
-                    dxArgs));
-            dxk.launch(p.global(), p.localRange());
+            if (useFlat(g)) {
+                ClKernel dxk = kernelsFor(1, sc).get("bn_dx_flat");
+                args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), (int) g.elements(), flatChunk(g)}, dxArgs));
+                launchFlat(dxk, g);
+            } else {
+                ClKernel dxk = k.get("bn_dx_cols");
+                args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
+                        dxArgs));
+                dxk.launch(p.global(), p.localRange());
+            }
         }
     }
 
