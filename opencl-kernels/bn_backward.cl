@@ -265,3 +265,43 @@ __kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, 
         }
     }
 }
+
+// FLAT gradient sums for CPU devices (see bn_stats_flat): work-item g sums its rows, in memory
+// order, into its own slice of the partials; the last work-item adds the slices in index order.
+// Grid (items), local (1).
+__kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy, const int channels, const int outer,
+                           const int rows_per_item, GRAD_ARGS, __local int* l_flag) {
+    const int g = get_global_id(0);
+    const int items = get_global_size(0);
+    const int r0 = min(g * rows_per_item, outer);
+    const int r1 = min(r0 + rows_per_item, outer);
+    __global real* sb = part_db + g * channels;
+    __global real* sg = part_dg + g * channels;
+    for (int j = 0; j < channels; j += VEC) {
+        vstorev((realv) 0.0f, 0, sb + j);
+        vstorev((realv) 0.0f, 0, sg + j);
+    }
+    for (int r = r0; r < r1; r++) {
+        const int at = r * channels;
+        for (int j = 0; j < channels; j += VEC) {
+            const realv d = RELU_MASK(realv, TLOADV(dy + at + j), act, TLOADV(yact + at + j));
+            const realv xhat = ((TLOADV(x + at + j) - vloadv(0, mean_hi + j)) - vloadv(0, mean_lo + j))
+                               * vloadv(0, invstd + j);
+            vstorev(vloadv(0, sb + j) + d, 0, sb + j);
+            vstorev(vloadv(0, sg + j) + d * xhat, 0, sg + j);
+        }
+    }
+    if (take_ticket_is_last(counter, items, l_flag)) {
+        for (int a = 1; a < items; a++) {
+            for (int j = 0; j < channels; j += VEC) {
+                vstorev(vloadv(0, part_db + j) + vloadv(0, part_db + a * channels + j), 0, part_db + j);
+                vstorev(vloadv(0, part_dg + j) + vloadv(0, part_dg + a * channels + j), 0, part_dg + j);
+            }
+        }
+        for (int j = 0; j < channels; j += VEC) {
+            vstorev(vloadv(0, part_db + j), 0, dbeta + j);
+            vstorev(vloadv(0, part_dg + j), 0, dgamma + j);
+        }
+        *counter = 0;
+    }
+}

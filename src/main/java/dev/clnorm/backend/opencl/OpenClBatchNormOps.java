@@ -30,7 +30,7 @@ import java.util.Map;
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
             "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
-            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat"};
+            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat", "bn_stats_flat", "bn_grad_flat"};
 
     /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
     static final long CPU_FUSE_BYTES = 1L << 20;
@@ -173,6 +173,11 @@ final class OpenClBatchNormOps implements BatchNormOps {
      */
     private boolean useFlat(Geometry g) {
         return tuning.fuseBytes() > 0 && !useRows(g) && g.inner() == 1 && g.channels() % tuning.vec() == 0;
+    }
+
+    /** Work-items of the FLAT reductions: blocks of at least 16 rows each, as many as the device wants. */
+    private int flatItems(Geometry g) {
+        return (int) Math.max(1, Math.min(tuning.targetGroups(), ceilDiv(g.outer(), 16)));
     }
 
     /** Elements per FLAT work-item: a multiple of VEC, enough chunks to balance the threads. */
@@ -349,6 +354,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
             args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
                     q.unitsPerGroup()}, affine));
             norm.launch(q.global(g), q.localRange());
+        } else if (useFlat(g)) {
+            Map<String, ClKernel> k = kernelsFor(1, sc);
+            ClKernel stats = k.get("bn_stats_flat");
+            int items = flatItems(g);
+            ensurePartials((long) items * g.channels(), pt);
+            args(stats, concat(new Object[]{xb, g.channels(), g.outer(), (int) ceilDiv(g.outer(), items)}, finalize,
+                    new Object[]{partA, partB, partC, statsCounter}, outputs, new Object[]{new LocalBytes(4)}));
+            stats.launch(new long[]{items}, new long[]{1});
+            ClKernel norm = k.get("bn_affine_flat");
+            args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
+            launchFlat(norm, g);
         } else {
             ClKernel stats0 = kernelsFor(1, sc).get("bn_stats_cols");
             ColsPlan p = colsPlan(g, stats0);
@@ -360,16 +376,9 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     new Object[]{partA, partB, partC, statsCounter}, outputs,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             stats.launch(p.global(), p.localRange());
-            if (useFlat(g)) {
-                ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat");
-                args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
-                launchFlat(norm, g);
-            } else {
-                ClKernel norm = k.get("bn_affine_cols");
-                args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
-                        affine));
-                norm.launch(p.global(), p.localRange());
-            }
+            ClKernel norm = k.get("bn_affine_cols");
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()}, affine));
+            norm.launch(p.global(), p.localRange());
         }
     }
 
@@ -450,6 +459,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
             args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
                     q.unitsPerGroup()}, dxArgs));
             dxk.launch(q.global(g), q.localRange());
+        } else if (useFlat(g)) {
+            Map<String, ClKernel> k = kernelsFor(1, sc);
+            ClKernel grad = k.get("bn_grad_flat");
+            int items = flatItems(g);
+            ensurePartials((long) items * g.channels(), pt);
+            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.outer(), (int) ceilDiv(g.outer(), items)}, stats,
+                    new Object[]{partA, partB, gradCounter, db, dg}, gradAct, new Object[]{new LocalBytes(4)}));
+            grad.launch(new long[]{items}, new long[]{1});
+            ClKernel dxk = k.get("bn_dx_flat");
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), (int) g.elements(), flatChunk(g)}, dxArgs));
+            launchFlat(dxk, g);
         } else {
             ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_grad_cols"));
             Map<String, ClKernel> k = kernelsFor(p.cw(), sc);
@@ -460,16 +480,10 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     new Object[]{partA, partB, gradCounter, db, dg}, gradAct,
                     new Object[]{new LocalBytes(l), new LocalBytes(l), new LocalBytes(4)}));
             grad.launch(p.global(), p.localRange());
-            if (useFlat(g)) {
-                ClKernel dxk = kernelsFor(1, sc).get("bn_dx_flat");
-                args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), (int) g.elements(), flatChunk(g)}, dxArgs));
-                launchFlat(dxk, g);
-            } else {
-                ClKernel dxk = k.get("bn_dx_cols");
-                args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
-                        dxArgs));
-                dxk.launch(p.global(), p.localRange());
-            }
+            ClKernel dxk = k.get("bn_dx_cols");
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), p.rowsPerGroup()},
+                    dxArgs));
+            dxk.launch(p.global(), p.localRange());
         }
     }
 
