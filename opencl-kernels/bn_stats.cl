@@ -262,19 +262,18 @@ __kernel void bn_saved_from_running(const int channels, const real eps, __global
 }
 
 // FLAT statistics for CPU devices, inner == 1 and channels a multiple of VEC (see bn_affine_flat):
-// work-item g owns rows [g * rows_per_item, ...) of the (outer) x (channels) matrix and streams
-// them in memory order, keeping every column's running moments in its own slice of the partials
-// (a few KB that stay in its core's cache). Rows go in blocks of BV: block sums, then squared
-// deviations from the block means (second pass from cache), merged per column with Chan's
-// formula; within a block every column has the same count, so the weights are computed once.
-// The last work-item merges the slices in index order. Grid (items), local (1).
+// work-item g owns rows [g * rows_per_item, ...) of the (outer) x (channels) matrix and keeps every
+// column's running moments in its own slice of the partials. Rows go in blocks of BV, streamed as
+// BV parallel row streams: per column vector, the block's sum and then its squared deviations
+// (second pass from cache) in registers, then one Chan merge into the slice; within a block every
+// column has the same count, so the weights are computed once. The last work-item merges the
+// slices in index order. Grid (items), local (1).
 __kernel void bn_stats_flat(__global const store_t* x, const int channels, const int outer, const int rows_per_item,
                             STATS_FINALIZE_ARGS, __local int* l_flag) {
     const int g = get_global_id(0);
     const int items = get_global_size(0);
     const int r0 = min(g * rows_per_item, outer);
     const int r1 = min(r0 + rows_per_item, outer);
-    __global real* bm = part_n + g * channels;  // block means while streaming, the count at the end
     __global real* mean = part_mean + g * channels;
     __global real* var = part_var + g * channels;
     for (int j = 0; j < channels; j += VEC) {
@@ -284,39 +283,31 @@ __kernel void bn_stats_flat(__global const store_t* x, const int channels, const
     real n = 0.0f;
     for (int r = r0; r < r1; r += BV) {
         const int rows = min(BV, r1 - r);
-        for (int j = 0; j < channels; j += VEC) {
-            vstorev((realv) 0.0f, 0, bm + j);
-        }
-        for (int b = 0; b < rows; b++) {
-            __global const store_t* row = x + (r + b) * channels;
-            for (int j = 0; j < channels; j += VEC) {
-                vstorev(vloadv(0, bm + j) + (TLOADV(row + j) - TLOADV(x + j)) * STATS_SCALE, 0, bm + j);
-            }
-        }
         const real total = n + rows;
         const real wa = n / total;
         const real wb = rows / total;
+        __global const store_t* block = x + r * channels;
         for (int j = 0; j < channels; j += VEC) {
-            const realv m = vloadv(0, bm + j) / (real) rows;
+            const realv shift = TLOADV(x + j);
+            realv s = (realv) 0.0f;
+            for (int b = 0; b < rows; b++) {
+                s += (TLOADV(block + b * channels + j) - shift) * STATS_SCALE;
+            }
+            const realv m = s / (real) rows;
+            realv q = (realv) 0.0f;
+            for (int b = 0; b < rows; b++) {
+                const realv d = (TLOADV(block + b * channels + j) - shift) * STATS_SCALE - m;
+                q += d * d;
+            }
             const realv old = vloadv(0, mean + j);
             const realv delta = m - old;
-            vstorev(m, 0, bm + j);
             vstorev(old + delta * wb, 0, mean + j);
-            vstorev(wa * vloadv(0, var + j) + (delta * wa) * (delta * wb), 0, var + j);
-        }
-        // wb * (block variance) = sum of squared deviations / total, added as they come.
-        const real inv_total = 1.0f / total;
-        for (int b = 0; b < rows; b++) {
-            __global const store_t* row = x + (r + b) * channels;
-            for (int j = 0; j < channels; j += VEC) {
-                const realv d = (TLOADV(row + j) - TLOADV(x + j)) * STATS_SCALE - vloadv(0, bm + j);
-                vstorev(vloadv(0, var + j) + (d * d) * inv_total, 0, var + j);
-            }
+            vstorev(wa * vloadv(0, var + j) + wb * (q / (real) rows) + (delta * wa) * (delta * wb), 0, var + j);
         }
         n = total;
     }
     for (int j = 0; j < channels; j += VEC) {
-        vstorev((realv) n, 0, bm + j);
+        vstorev((realv) n, 0, part_n + g * channels + j);
     }
     if (take_ticket_is_last(counter, items, l_flag)) {
         real acc_n = part_n[0];
