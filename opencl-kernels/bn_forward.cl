@@ -120,3 +120,24 @@ __kernel void bn_affine_flat(__global const store_t* x, __global store_t* y, con
         }
     }
 }
+
+// FLAT traversal of rows, for CPU devices and short rows (NCHW-like, inner < a few thousand): the
+// ROWS kernels give each work-group one channel, whose rows lie one channel-stride apart, so a CPU
+// work-item jumps between short segments; here work-item g streams the consecutive rows
+// [g * rows_per_item, ...) of the (outer * channels) row list in memory order, taking each row's
+// channel parameters as it reaches it. Same arithmetic as affine_rows. Grid (items), local (1).
+__kernel void bn_affine_flat_rows(__global const store_t* x, __global store_t* y, const int channels, const int inner,
+                                  const int rows_total, const int rows_per_item, const int from_running, const real eps,
+                                  __global const real* mean_hi, __global const real* mean_lo,
+                                  __global const real* stat2,
+                                  __global const real* gamma, __global const real* beta,
+                                  __global const store_t* residual, const int act) {
+    const int q0 = min((int) get_global_id(0) * rows_per_item, rows_total);
+    const int q1 = min(q0 + rows_per_item, rows_total);
+    for (int q = q0; q < q1; q++) {
+        const int c = q % channels;
+        affine_rows(x, y, channels, inner, c, q / channels, q / channels + 1, 1, inner, 0, 1, mean_hi[c],
+                    affine_lo(mean_lo, c, from_running), affine_invstd(stat2, c, from_running, eps), gamma[c],
+                    beta[c], residual, act);
+    }
+}

@@ -30,7 +30,7 @@ import java.util.Map;
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
             "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
-            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat", "bn_stats_flat", "bn_grad_flat"};
+            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat", "bn_stats_flat", "bn_grad_flat", "bn_affine_flat_rows"};
 
     /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
     static final long CPU_FUSE_BYTES = 1L << 20;
@@ -178,6 +178,13 @@ final class OpenClBatchNormOps implements BatchNormOps {
     /** Work-items of the FLAT reductions: blocks of at least 16 rows each, as many as the device wants. */
     private int flatItems(Geometry g) {
         return (int) Math.max(1, Math.min(tuning.targetGroups(), ceilDiv(g.outer(), 16)));
+    }
+
+    /** Rows shorter than this are streamed as FLAT rows by CPU inference (see bn_affine_flat_rows). */
+    static final int FLAT_ROWS_MAX_INNER = 4096;
+
+    private boolean useFlatRows(Geometry g) {
+        return tuning.fuseBytes() > 0 && useRows(g) && g.inner() < FLAT_ROWS_MAX_INNER;
     }
 
     /** Elements per FLAT work-item: a multiple of VEC, enough chunks to balance the threads. */
@@ -396,7 +403,14 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 s.runningMean(), p(s.runningVar(), "running_var", st), p(s.gamma(), "gamma", st),
                 p(s.beta(), "beta", st)},
                 forwardEpilogue(epilogue, xb));
-        if (useRows(g)) {
+        if (useFlatRows(g)) {
+            ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat_rows");
+            int rowsTotal = g.outer() * g.channels();
+            int items = (int) Math.max(1, Math.min(tuning.targetGroups(), rowsTotal));
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), rowsTotal, (int) ceilDiv(rowsTotal, items)},
+                    affine));
+            norm.launch(new long[]{items}, new long[]{1});
+        } else if (useRows(g)) {
             ClKernel norm = kernelsFor(1, sc).get("bn_affine_rows");
             RowsPlan q = rowsPlan(g, norm);
             args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), q.segs(), q.segLen(), q.units(),
