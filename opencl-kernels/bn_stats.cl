@@ -83,6 +83,43 @@ inline moments local_merge(moments acc, __local real* l_n, __local real* l_mean,
     return r;
 }
 
+// What a work-item has left of a segment after its full blocks (vectors k, k + lsize, ... below
+// vecs, then its share of the scalar tail) as one two-pass summary: short rows (14x14 = 24 vectors
+// and 4 scalars) cost one merge here instead of one per vector and per scalar.
+inline moments rest_moments(__global const store_t* row, int start, int end, int k, int vecs, int lid, int lsize,
+                            real shift) {
+    realv s = (realv) 0.0f;
+    real st = 0.0f;
+    int count = 0;
+    for (int kk = k; kk < vecs; kk += lsize) {
+        s += (TLOADV(row + start + kk * VEC) - shift) * STATS_SCALE;
+        count += VEC;
+    }
+    for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+        st += (TLOAD(row + t) - shift) * STATS_SCALE;
+        count++;
+    }
+    moments r = moments_empty();
+    if (count == 0) {
+        return r;
+    }
+    const real m = (vsum(s) + st) / count;
+    realv q = (realv) 0.0f;
+    real qt = 0.0f;
+    for (int kk = k; kk < vecs; kk += lsize) {
+        const realv d = (TLOADV(row + start + kk * VEC) - shift) * STATS_SCALE - m;
+        q += d * d;
+    }
+    for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+        const real d = (TLOAD(row + t) - shift) * STATS_SCALE - m;
+        qt += d * d;
+    }
+    r.n = count;
+    r.mean = m;
+    r.var = (vsum(q) + qt) / count;
+    return r;
+}
+
 // Moments of channel c over units [u_begin, u_end) of the ROWS decomposition, this work-item's
 // share: vectors lid, lid + lsize, ... of each unit's segment, then the scalar tail.
 inline moments rows_moments(__global const store_t* x, int channels, int inner, int c, int u_begin, int u_end,
@@ -98,12 +135,7 @@ inline moments rows_moments(__global const store_t* x, int channels, int inner, 
         for (; k + (BV - 1) * lsize < vecs; k += BV * lsize) {
             acc = moments_merge(acc, block_moments(row + start + k * VEC, lsize * VEC, shift));
         }
-        for (; k < vecs; k += lsize) {
-            acc = moments_push_vec(acc, (TLOADV(row + start + k * VEC) - shift) * STATS_SCALE);
-        }
-        for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
-            acc = moments_push(acc, (TLOAD(row + t) - shift) * STATS_SCALE);
-        }
+        acc = moments_merge(acc, rest_moments(row, start, end, k, vecs, lid, lsize, shift));
     }
     return acc;
 }
