@@ -7,6 +7,7 @@ import dev.clnorm.train.Checkpoint;
 import dev.clnorm.train.CurveCsv;
 import dev.clnorm.train.Dataset;
 import dev.clnorm.train.FashionMnist;
+import dev.clnorm.train.LrSchedule;
 import dev.clnorm.train.TrainOps;
 import dev.clnorm.train.Trainer;
 import me.tongfei.progressbar.ConsoleProgressBarConsumer;
@@ -39,9 +40,14 @@ final class TrainCommand implements Callable<Integer> {
             defaultValue = "5")
     int epochs;
 
-    @Option(names = "--lr", split = ",", description = "Adam learning rate; a comma-separated list trains each "
-            + "(default ${DEFAULT-VALUE}).", defaultValue = "0.001")
+    @Option(names = "--lr", split = ",", description = "Adam learning rate (of the first step when --lr-schedule "
+            + "decays it); a comma-separated list trains each (default ${DEFAULT-VALUE}).", defaultValue = "0.001")
     double[] lr;
+
+    @Option(names = "--lr-schedule", description = "constant, or cosine: decay from --lr towards 0 over the whole "
+            + "run, step by step (PyTorch's CosineAnnealingLR with T_max = all steps, eta_min 0) "
+            + "(default ${DEFAULT-VALUE}).", defaultValue = "cosine")
+    String lrSchedule;
 
     @Option(names = "--batch-norm", description = "on, off or both (default ${DEFAULT-VALUE}).",
             defaultValue = "both")
@@ -94,7 +100,8 @@ final class TrainCommand implements Callable<Integer> {
     Path curveCsv;
 
     @Option(names = "--compare-with", description = "A CSV written by --curve-csv: print how far this run's loss "
-            + "curves are from the ones there (same variant and learning rate).")
+            + "curves are from the ones there (same variant and learning rate; the schedule spans the whole run, so "
+            + "give the same --epochs and --lr-schedule).")
     Path compareWith;
 
     @Option(names = "--jitter-ulps", description = "Move every initial dense weight N float32 units in the last "
@@ -126,6 +133,7 @@ final class TrainCommand implements Callable<Integer> {
             case "auto" -> System.console() != null;
             default -> throw new IllegalArgumentException("--progress must be auto, on or off, got '" + progress + "'");
         };
+        LrSchedule schedule = LrSchedule.parse(lrSchedule);
         if (hidden.length == 0 || Arrays.stream(hidden).anyMatch(h -> h <= 0)) {
             throw new IllegalArgumentException("--hidden needs positive widths, got " + Arrays.toString(hidden));
         }
@@ -140,8 +148,9 @@ final class TrainCommand implements Callable<Integer> {
         Dataset test = testSamples == null ? split.test() : split.test().head(testSamples);
         String lrs = Arrays.stream(lr).mapToObj(Double::toString).collect(Collectors.joining(", "));
         System.out.printf(Locale.ROOT, "clnorm train: Fashion-MNIST from %s (%d training / %d test samples), MLP %s, "
-                        + "Adam lr %s, batch %d, %d epoch%s, seed %d%n", data, train.count(), test.count(),
-                Arrays.stream(widths).mapToObj(Integer::toString).collect(Collectors.joining("-")), lrs, batch,
+                        + "Adam lr %s%s, batch %d, %d epoch%s, seed %d%n", data, train.count(), test.count(),
+                Arrays.stream(widths).mapToObj(Integer::toString).collect(Collectors.joining("-")), lrs,
+                schedule == LrSchedule.COSINE ? " (cosine decay to 0 over the run)" : " (constant)", batch,
                 epochs, epochs == 1 ? "" : "s", seed);
         if (adamEps != 1e-8) {
             System.out.println("Adam eps " + adamEps);
@@ -158,7 +167,7 @@ final class TrainCommand implements Callable<Integer> {
                 System.out.println("device " + backend.info().describe() + "; dense layers: " + ops.gemmDescription());
                 for (double rate : lr) {
                     Trainer.Options o = new Trainer.Options(epochs, batch, rate, seed, lossEvery, evalBatch, widths,
-                            jitterUlps, adamEps);
+                            jitterUlps, adamEps, schedule);
                     for (boolean bn : variants) {
                         Trainer.Run run = Trainer.train(ops, resident, bn, o, new Printer(showProgress, rate,
                                 lr.length > 1));
@@ -183,8 +192,9 @@ final class TrainCommand implements Callable<Integer> {
             System.out.println("loss curves written to " + curveCsv);
         }
         if (chart != null) {
-            String title = String.format(Locale.ROOT, "Fashion-MNIST MLP %s, Adam, batch %d, seed %d",
-                    Arrays.stream(widths).mapToObj(Integer::toString).collect(Collectors.joining("-")), batch, seed);
+            String title = String.format(Locale.ROOT, "Fashion-MNIST MLP %s, Adam%s, batch %d, seed %d",
+                    Arrays.stream(widths).mapToObj(Integer::toString).collect(Collectors.joining("-")),
+                    schedule == LrSchedule.COSINE ? " with cosine lr decay" : "", batch, seed);
             if (lr.length == 1) {
                 title += ", lr " + lr[0];
             }

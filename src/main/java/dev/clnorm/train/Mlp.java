@@ -129,6 +129,7 @@ public final class Mlp implements AutoCloseable {
     private final int[] widths;
     private final boolean batchNorm;
     private final Adam adam;
+    private double lr;
     private final List<Layer> layers = new ArrayList<>();
     private final List<Param> params = new ArrayList<>();
     private final List<AutoCloseable> owned = new ArrayList<>();
@@ -164,6 +165,7 @@ public final class Mlp implements AutoCloseable {
         this.widths = widths.clone();
         this.batchNorm = batchNorm;
         this.adam = adam;
+        this.lr = adam.lr();
         try {
             SplittableRandom rng = new SplittableRandom(seed);
             for (int i = 0; i + 1 < widths.length; i++) {
@@ -253,6 +255,23 @@ public final class Mlp implements AutoCloseable {
 
     public int[] widths() {
         return widths.clone();
+    }
+
+    /** The learning rate of the next Adam step: Adam's lr until {@link #setLearningRate} changes it. */
+    public double learningRate() {
+        return lr;
+    }
+
+    /**
+     * Sets the learning rate of the following Adam steps (a schedule's rate for the next step; the
+     * moments and the step count, hence the bias correction, carry on). Must be finite and &gt;= 0.
+     */
+    public void setLearningRate(double lr) {
+        checkOpen();
+        if (!(lr >= 0) || Double.isInfinite(lr)) {
+            throw new IllegalArgumentException("learning rate must be a finite number >= 0, got " + lr);
+        }
+        this.lr = lr;
     }
 
     /** Adam steps taken. */
@@ -353,7 +372,7 @@ public final class Mlp implements AutoCloseable {
         steps++;
         double bc1 = 1.0 - Math.pow(adam.beta1(), steps);
         double bc2 = 1.0 - Math.pow(adam.beta2(), steps);
-        float stepSize = (float) (adam.lr() / bc1);
+        float stepSize = (float) (lr / bc1);
         float bc2Sqrt = (float) Math.sqrt(bc2);
         for (Param p : params) {
             ops.adam(p.value(), p.grad(), p.m(), p.v(), p.n(), (float) adam.beta1(), (float) adam.beta2(),

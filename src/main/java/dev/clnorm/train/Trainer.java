@@ -11,6 +11,8 @@ import java.util.SplittableRandom;
 
 /**
  * The training loop: epochs of shuffled mini-batches on one device, evaluation after each epoch.
+ * The learning rate of each step is the base rate times the {@link LrSchedule}'s factor, set on the
+ * host before the step is enqueued (a kernel argument: nothing is read back).
  *
  * <p>Both data sets are uploaded to the device once, together with the shuffled sample order of
  * every epoch (drawn up front from the seed). During an epoch the host only enqueues steps; the
@@ -34,14 +36,20 @@ public final class Trainer {
      *                  place (see {@link Mlp#jitterWeights}): measures how much float32 rounding
      *                  differences grow during training
      * @param adamEps   Adam's epsilon (PyTorch's default 1e-8)
+     * @param schedule  how the learning rate changes over the run's steps, {@code lr} being the base
+     *                  (first step's) rate
      */
     public record Options(int epochs, int batch, double lr, long seed, int lossEvery, int evalBatch, int[] widths,
-                          int jitterUlps, double adamEps) {
+                          int jitterUlps, double adamEps, LrSchedule schedule) {
+        /** A constant learning rate, no jitter, PyTorch's Adam eps. */
         public Options(int epochs, int batch, double lr, long seed, int lossEvery, int evalBatch, int[] widths) {
-            this(epochs, batch, lr, seed, lossEvery, evalBatch, widths, 0, 1e-8);
+            this(epochs, batch, lr, seed, lossEvery, evalBatch, widths, 0, 1e-8, LrSchedule.CONSTANT);
         }
 
         public Options {
+            if (schedule == null) {
+                throw new IllegalArgumentException("the learning-rate schedule is null (use LrSchedule.CONSTANT)");
+            }
             if (!(adamEps > 0) || Double.isInfinite(adamEps)) {
                 throw new IllegalArgumentException("Adam's eps must be a positive finite number, got " + adamEps);
             }
@@ -196,6 +204,7 @@ public final class Trainer {
             }
             model.takeLoss();  // a clean accumulator
             long step = 0;
+            long totalSteps = (long) stepsPerEpoch * o.epochs();
             for (int epoch = 1; epoch <= o.epochs(); epoch++) {
                 listener.epochStart(variant, epoch, o.epochs(), stepsPerEpoch);
                 backend.finish();
@@ -204,6 +213,7 @@ public final class Trainer {
                 int pending = 0;
                 int orderBase = (epoch - 1) * data.train.count();
                 for (int s = 0; s < stepsPerEpoch; s++) {
+                    model.setLearningRate(o.lr() * o.schedule().factor(step, totalSteps));
                     model.trainStep(data.trainImages, data.trainLabels, data.orders, orderBase + s * o.batch(),
                             o.batch());
                     step++;

@@ -76,6 +76,7 @@ class TrainCommandTest {
                 "--curve-csv", csv.toString());
         assertEquals(0, r.code(), r.out() + r.err());
         assertTrue(r.out().contains("MLP 784-32-16-10"), r.out());
+        assertTrue(r.out().contains("Adam lr 0.01 (cosine decay to 0 over the run)"), "the default schedule\n" + r.out());
         for (String variant : new String[]{"[bn   ] epoch 1/2", "[bn   ] epoch 2/2", "[plain] epoch 2/2"}) {
             assertTrue(r.out().contains(variant), "missing '" + variant + "' in\n" + r.out());
         }
@@ -114,14 +115,15 @@ class TrainCommandTest {
         for (int c = 5; c < same.length; c++) {
             assertEquals("0.00e+00", same[c], "bit-identical rerun, column " + c + "\n" + again.out());
         }
-        Result jittered = run("train", "--data", data.toString(), "--epochs", "1", "--hidden", "32,16", "--batch", "32",
+        // Same --epochs as the saved run: the cosine schedule spans the whole run, so a shorter run decays faster.
+        Result jittered = run("train", "--data", data.toString(), "--epochs", "2", "--hidden", "32,16", "--batch", "32",
                 "--lr", "0.01", "--device", "java", "--batch-norm", "on", "--loss-every", "3", "--eval-batch", "30",
                 "--progress", "off", "--compare-with", csv.toString(), "--jitter-ulps", "1");
         assertEquals(0, jittered.code(), jittered.err());
         assertTrue(jittered.out().contains("moved 1 float32 ulp"), jittered.out());
         String[] moved = agreementRow(jittered.out());
-        assertEquals("4 / 4", moved[4], jittered.out());
-        double drift = Double.parseDouble(moved[moved.length - 1]);
+        assertEquals("4 / 8", moved[4], jittered.out());
+        double drift = Double.parseDouble(moved[8]);  // epoch 1: max rel
         assertTrue(drift > 0 && drift < 1e-2, "a one-ulp nudge changes the curve a little: " + drift);
     }
 
@@ -148,5 +150,16 @@ class TrainCommandTest {
         Result r = run("train", "--batch-norm", "maybe", "--data", dir.toString());
         assertEquals(2, r.code());
         assertTrue(r.err().contains("--batch-norm must be on, off or both"), r.err());
+        r = run("train", "--lr-schedule", "linear", "--data", dir.toString());
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--lr-schedule must be constant or cosine, got 'linear'"), r.err());
+    }
+
+    @Test
+    void helpDescribesTheLearningRateSchedule() {
+        Result r = run("train", "--help");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("--lr-schedule"), r.out());
+        assertTrue(r.out().replaceAll("\\s+", " ").contains("(default cosine)"), r.out());
     }
 }

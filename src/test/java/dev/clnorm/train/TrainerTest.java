@@ -5,8 +5,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.util.Arrays;
+import java.util.Map;
 import java.util.SplittableRandom;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -70,6 +72,57 @@ class TrainerTest {
             }
         }
         assertEquals(6, epochEnds[0]);
+    }
+
+    /**
+     * With the cosine schedule, step t of T runs at lr (1 + cos(pi t / T)) / 2: the run equals, bit for
+     * bit, a model stepped by hand at those rates, and differs from the constant-rate run.
+     */
+    @org.junit.jupiter.api.Test
+    void cosineScheduleSetsEveryStepsRate() {
+        Dataset train = prototypes("train", 200, 1);
+        Dataset test = prototypes("test", 50, 2);
+        int[] widths = {FEATURES, 24, 24, CLASSES};
+        double lr = 1e-2;
+        try (dev.clnorm.backend.java.JavaBackend backend = new dev.clnorm.backend.java.JavaBackend(2);
+             TrainOps ops = TrainOps.of(backend);
+             Trainer.Resident data = new Trainer.Resident(backend, train, test, 2, 7)) {
+            for (boolean bn : new boolean[]{true, false}) {
+                Trainer.Options cosine = new Trainer.Options(2, 16, lr, 7, 4, 32, widths, 0, 1e-8, LrSchedule.COSINE);
+                Trainer.Run run = Trainer.train(ops, data, bn, cosine, new Trainer.Listener() {
+                });
+                Trainer.Run constant = Trainer.train(ops, data, bn, new Trainer.Options(2, 16, lr, 7, 4, 32, widths),
+                        new Trainer.Listener() {
+                        });
+                int steps = 200 / 16;
+                int total = 2 * steps;
+                try (Mlp byHand = new Mlp(ops, widths, bn, 7, Mlp.Adam.of(lr))) {
+                    for (int t = 0; t < total; t++) {
+                        byHand.setLearningRate(lr * 0.5 * (1 + Math.cos(Math.PI * t / total)));
+                        int epoch = t / steps;
+                        byHand.trainStep(data.trainImages, data.trainLabels, data.orders,
+                                epoch * train.count() + (t % steps) * 16, 16);
+                    }
+                    assertEquals(lr * 0.5 * (1 + Math.cos(Math.PI * (total - 1) / total)), byHand.learningRate());
+                    Map<String, Mlp.Named> expected = byHand.state();
+                    assertEquals(expected.keySet(), run.state().keySet());
+                    boolean differs = false;
+                    for (String name : expected.keySet()) {
+                        assertArrayEquals(expected.get(name).values(), run.state().get(name).values(),
+                                name + " (batch norm " + bn + ")");
+                        differs |= !Arrays.equals(expected.get(name).values(), constant.state().get(name).values());
+                    }
+                    assertTrue(differs, "the schedule changed the training (batch norm " + bn + ")");
+                }
+            }
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void optionsRejectAMissingSchedule() {
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> new Trainer.Options(1, 16, 1e-3, 1, 1, 1, new int[]{4, 2}, 0, 1e-8, null));
+        assertTrue(e.getMessage().contains("schedule"), e.getMessage());
     }
 
     @org.junit.jupiter.api.Test

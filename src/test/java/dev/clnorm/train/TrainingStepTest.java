@@ -134,6 +134,47 @@ class TrainingStepTest {
         }
     }
 
+    /**
+     * setLearningRate sets the rate of the following Adam steps: at 0 a step moves no parameter (while
+     * the Adam moments still advance), back at LR it moves them; bad rates are refused.
+     */
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false)
+    @MethodSource("dev.clnorm.TestBackends#backends")
+    void theLearningRateCanChangeBetweenSteps(Backend backend) {
+        try (TrainOps ops = TrainOps.of(backend);
+             Mlp model = new Mlp(ops, WIDTHS, true, 5, Mlp.Adam.of(LR));
+             TinyData data = new TinyData(backend, ROWS * 2, WIDTHS[0], WIDTHS[3], 6)) {
+            String tag = backend.info().id();
+            assertEquals(LR, model.learningRate());
+            Map<String, Mlp.Named> before = model.state();
+            model.setLearningRate(0.0);
+            model.trainStep(data.images, data.labelBuffer, data.order, 0, ROWS);
+            Map<String, Mlp.Named> after = model.state();
+            for (String name : new String[]{"fc1.weight", "fc3.bias", "bn1.weight", "bn2.bias"}) {
+                assertArrayEquals(before.get(name).values(), after.get(name).values(), tag + " " + name + " at lr 0");
+            }
+            model.setLearningRate(LR);
+            model.trainStep(data.images, data.labelBuffer, data.order, ROWS, ROWS);
+            assertTrue(maxDiff(toDouble(before.get("fc1.weight").values()),
+                    toDouble(model.state().get("fc1.weight").values())) > 1e-3, tag + ": a step at LR moves fc1");
+            for (double bad : new double[]{-1e-3, Double.NaN, Double.POSITIVE_INFINITY}) {
+                IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(
+                        IllegalArgumentException.class, () -> model.setLearningRate(bad));
+                assertTrue(e.getMessage().contains("learning rate must be a finite number >= 0, got " + bad),
+                        e.getMessage());
+            }
+            assertEquals(LR, model.learningRate(), "a refused rate changes nothing");
+        }
+    }
+
+    private static double[] toDouble(float[] v) {
+        double[] d = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            d[i] = v[i];
+        }
+        return d;
+    }
+
     /** Between steps nothing crosses to the host; reading the loss is exactly one transfer. */
     @ParameterizedTest(name = "{0}", autoCloseArguments = false)
     @MethodSource("dev.clnorm.TestBackends#backends")
