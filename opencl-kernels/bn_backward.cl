@@ -305,3 +305,57 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
         *counter = 0;
     }
 }
+
+// FLAT rows gradient sums, for CPU devices and short NCHW rows (see bn_stats_flat_rows): work-item g
+// sums outer rows [o0, o1) per channel into its own slice; the last work-item adds the slices in
+// index order. Grid (items), local (1).
+__kernel void bn_grad_flat_rows(__global const store_t* x, __global const store_t* dy, const int channels,
+                                const int inner, const int outer, const int outer_per_item, GRAD_ARGS,
+                                __local int* l_flag) {
+    const int g = get_global_id(0);
+    const int items = get_global_size(0);
+    const int o0 = min(g * outer_per_item, outer);
+    const int o1 = min(o0 + outer_per_item, outer);
+    __global real* sb = part_db + g * channels;
+    __global real* sg = part_dg + g * channels;
+    for (int c = 0; c < channels; c++) {
+        sb[c] = 0.0f;
+        sg[c] = 0.0f;
+    }
+    for (int o = o0; o < o1; o++) {
+        for (int c = 0; c < channels; c++) {
+            const real2 s = rows_grad_sums(x, dy, channels, inner, c, o, o + 1, 1, inner, 0, 1, mean_hi[c],
+                                           mean_lo[c], invstd[c], yact, act);
+            sb[c] += s.x;
+            sg[c] += s.y;
+        }
+    }
+    if (take_ticket_is_last(counter, items, l_flag)) {
+        for (int a = 1; a < items; a++) {
+            for (int c = 0; c < channels; c++) {
+                part_db[c] += part_db[a * channels + c];
+                part_dg[c] += part_dg[a * channels + c];
+            }
+        }
+        for (int c = 0; c < channels; c++) {
+            dbeta[c] = part_db[c];
+            dgamma[c] = part_dg[c];
+        }
+        *counter = 0;
+    }
+}
+
+// FLAT rows dx (see bn_affine_flat_rows): consecutive rows of the (outer * channels) row list per
+// work-item, same arithmetic as bn_dx_rows. Grid (items), local (1).
+__kernel void bn_dx_flat_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
+                              const int channels, const int inner, const int rows_total, const int rows_per_item,
+                              DX_ARGS) {
+    const int q0 = min((int) get_global_id(0) * rows_per_item, rows_total);
+    const int q1 = min(q0 + rows_per_item, rows_total);
+    for (int q = q0; q < q1; q++) {
+        const int c = q % channels;
+        const real is = invstd[c];
+        dx_rows(x, dy, dx, channels, inner, c, q / channels, q / channels + 1, 1, inner, 0, 1, mean_hi[c], mean_lo[c],
+                is, gamma[c] * is, dbeta[c] * inv_m, dgamma[c] * inv_m, yact, act, dres);
+    }
+}

@@ -368,3 +368,65 @@ __kernel void bn_stats_flat(__global const store_t* x, const int channels, const
         *counter = 0;
     }
 }
+
+// FLAT rows statistics, for CPU devices and short NCHW rows (see bn_affine_flat_rows): work-item g
+// owns outer rows [o0, o1), i.e. every channel's segment of them, one contiguous stretch of memory,
+// and keeps each channel's running moments in its own slice of the partials. A segment (o, c) is
+// summarised in two passes (the second from cache) and merged with weights shared by all channels,
+// since every channel has seen the same number of rows. The last work-item merges the slices in
+// index order. Grid (items), local (1).
+__kernel void bn_stats_flat_rows(__global const store_t* x, const int channels, const int inner, const int outer,
+                                 const int outer_per_item, STATS_FINALIZE_ARGS, __local int* l_flag) {
+    const int g = get_global_id(0);
+    const int items = get_global_size(0);
+    const int o0 = min(g * outer_per_item, outer);
+    const int o1 = min(o0 + outer_per_item, outer);
+    __global real* mean = part_mean + g * channels;
+    __global real* var = part_var + g * channels;
+    real n = 0.0f;
+    for (int o = o0; o < o1; o++) {
+        const real total = n + inner;
+        const real wa = n / total;
+        const real wb = inner / total;
+        for (int c = 0; c < channels; c++) {
+            const moments m = rest_moments(x + (o * channels + c) * inner, 0, inner, 0, inner / VEC, 0, 1,
+                                           TLOAD(x + c * inner));
+            if (o == o0) {
+                mean[c] = m.mean;
+                var[c] = m.var;
+            } else {
+                const real delta = m.mean - mean[c];
+                mean[c] += delta * wb;
+                var[c] = wa * var[c] + wb * m.var + (delta * wa) * (delta * wb);
+            }
+        }
+        n = total;
+    }
+    for (int c = 0; c < channels; c++) {
+        part_n[g * channels + c] = n;
+    }
+    if (take_ticket_is_last(counter, items, l_flag)) {
+        real acc_n = part_n[0];
+        for (int a = 1; a < items; a++) {
+            const real nb = part_n[a * channels];
+            if (nb == 0.0f) {
+                continue;
+            }
+            const real total = acc_n + nb;
+            const real wa = acc_n / total;
+            const real wb = nb / total;
+            for (int c = 0; c < channels; c++) {
+                const real delta = part_mean[a * channels + c] - part_mean[c];
+                part_mean[c] += delta * wb;
+                part_var[c] = wa * part_var[c] + wb * part_var[a * channels + c] + (delta * wa) * (delta * wb);
+            }
+            acc_n = total;
+        }
+        for (int c = 0; c < channels; c++) {
+            moments m = {acc_n, part_mean[c], part_var[c]};
+            finish_channel(c, m, TLOAD(x + c * inner), eps, keep, factor, update_running, unbiased_running,
+                           save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
+        }
+        *counter = 0;
+    }
+}

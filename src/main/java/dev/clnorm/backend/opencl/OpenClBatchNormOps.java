@@ -30,7 +30,8 @@ import java.util.Map;
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
             "bn_grad_rows", "bn_grad_cols", "bn_dx_rows", "bn_dx_cols", "bn_train_fused_rows",
-            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat", "bn_stats_flat", "bn_grad_flat", "bn_affine_flat_rows"};
+            "bn_backward_fused_rows", "bn_saved_from_running", "bn_affine_flat", "bn_dx_flat", "bn_stats_flat", "bn_grad_flat", "bn_affine_flat_rows", "bn_stats_flat_rows",
+            "bn_grad_flat_rows", "bn_dx_flat_rows"};
 
     /** Cache budget per channel for the fused single-launch kernels on CPU devices. */
     static final long CPU_FUSE_BYTES = 1L << 20;
@@ -182,6 +183,21 @@ final class OpenClBatchNormOps implements BatchNormOps {
 
     /** Rows shorter than this are streamed as FLAT rows by CPU inference (see bn_affine_flat_rows). */
     static final int FLAT_ROWS_MAX_INNER = 4096;
+
+    /**
+     * Rows shorter than this use the FLAT rows reductions on CPUs instead of the fused per-channel
+     * kernels (POCL, back to back: 7x7 and 14x14 rows faster, 28x28 slower).
+     */
+    static final int FLAT_ROWS_STATS_MAX_INNER = 512;
+
+    private boolean useFlatRowsReductions(Geometry g) {
+        return useFlatRows(g) && g.inner() < FLAT_ROWS_STATS_MAX_INNER;
+    }
+
+    /** Work-items of the FLAT rows reductions: whole outer rows each. */
+    private int flatRowsItems(Geometry g) {
+        return (int) Math.max(1, Math.min(tuning.targetGroups(), g.outer()));
+    }
 
     private boolean useFlatRows(Geometry g) {
         return tuning.fuseBytes() > 0 && useRows(g) && g.inner() < FLAT_ROWS_MAX_INNER;
@@ -339,7 +355,17 @@ final class OpenClBatchNormOps implements BatchNormOps {
         Object[] fusedAct = forwardEpilogue(epilogue, xb);
         Object[] affine = concat(new Object[]{0, real(eps, st), s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
                 p(s.gamma(), "gamma", st), p(s.beta(), "beta", st)}, fusedAct);
-        if (useFused(g, 1, st)) {
+        if (useFlatRowsReductions(g)) {
+            Map<String, ClKernel> k = kernelsFor(1, sc);
+            ClKernel stats = k.get("bn_stats_flat_rows");
+            int items = flatRowsItems(g);
+            ensurePartials((long) items * g.channels(), pt);
+            args(stats, concat(new Object[]{xb, g.channels(), g.inner(), g.outer(), (int) ceilDiv(g.outer(), items)},
+                    finalize, new Object[]{partA, partB, partC, statsCounter}, outputs,
+                    new Object[]{new LocalBytes(4)}));
+            stats.launch(new long[]{items}, new long[]{1});
+            launchAffineFlatRows(k.get("bn_affine_flat_rows"), g, xb, yb, affine);
+        } else if (useFused(g, 1, st)) {
             ClKernel fused = kernelsFor(1, sc).get("bn_train_fused_rows");
             long l = (long) pt.bytes() * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, yb, g.channels(), g.inner(), g.outer()}, finalize, outputs,
@@ -404,12 +430,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 p(s.beta(), "beta", st)},
                 forwardEpilogue(epilogue, xb));
         if (useFlatRows(g)) {
-            ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat_rows");
-            int rowsTotal = g.outer() * g.channels();
-            int items = (int) Math.max(1, Math.min(tuning.targetGroups(), rowsTotal));
-            args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), rowsTotal, (int) ceilDiv(rowsTotal, items)},
-                    affine));
-            norm.launch(new long[]{items}, new long[]{1});
+            launchAffineFlatRows(kernelsFor(1, sc).get("bn_affine_flat_rows"), g, xb, yb, affine);
         } else if (useRows(g)) {
             ClKernel norm = kernelsFor(1, sc).get("bn_affine_rows");
             RowsPlan q = rowsPlan(g, norm);
@@ -452,7 +473,21 @@ final class OpenClBatchNormOps implements BatchNormOps {
                 epilogue.residualGrad() != null ? t(epilogue.residualGrad(), "dresidual", st) : dxb};
         Object[] dxArgs = concat(new Object[]{invM, s.saveMean(), s.saveMeanLo(), s.saveInvstd(),
                 p(s.gamma(), "gamma", st), db, dg}, dxAct);
-        if (useFused(g, 2, st)) {
+        if (useFlatRowsReductions(g)) {
+            Map<String, ClKernel> k = kernelsFor(1, sc);
+            ClKernel grad = k.get("bn_grad_flat_rows");
+            int items = flatRowsItems(g);
+            ensurePartials((long) items * g.channels(), pt);
+            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.inner(), g.outer(), (int) ceilDiv(g.outer(), items)},
+                    stats, new Object[]{partA, partB, gradCounter, db, dg}, gradAct, new Object[]{new LocalBytes(4)}));
+            grad.launch(new long[]{items}, new long[]{1});
+            ClKernel dxk = k.get("bn_dx_flat_rows");
+            int rowsTotal = g.outer() * g.channels();
+            int dxItems = (int) Math.max(1, Math.min(tuning.targetGroups(), rowsTotal));
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), rowsTotal,
+                    (int) ceilDiv(rowsTotal, dxItems)}, dxArgs));
+            dxk.launch(new long[]{dxItems}, new long[]{1});
+        } else if (useFused(g, 2, st)) {
             ClKernel fused = kernelsFor(1, sc).get("bn_backward_fused_rows");
             long l = (long) pt.bytes() * tuning.rowsLocal();
             args(fused, concat(new Object[]{xb, dyb, dxb, g.channels(), g.inner(), g.outer(), invM, s.saveMean(),
@@ -499,6 +534,15 @@ final class OpenClBatchNormOps implements BatchNormOps {
                     dxArgs));
             dxk.launch(p.global(), p.localRange());
         }
+    }
+
+    /** The FLAT rows elementwise pass: consecutive rows of the (outer * channels) row list per work-item. */
+    private void launchAffineFlatRows(ClKernel norm, Geometry g, ClBuffer xb, ClBuffer yb, Object[] affine) {
+        int rowsTotal = g.outer() * g.channels();
+        int items = (int) Math.max(1, Math.min(tuning.targetGroups(), rowsTotal));
+        args(norm, concat(new Object[]{xb, yb, g.channels(), g.inner(), rowsTotal, (int) ceilDiv(rowsTotal, items)},
+                affine));
+        norm.launch(new long[]{items}, new long[]{1});
     }
 
     /** (residual, act bits) kernel arguments; x stands in for an absent residual, never read. */
