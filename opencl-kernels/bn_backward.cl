@@ -266,6 +266,22 @@ __kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, 
     }
 }
 
+// The FLAT kernels' last work-item: adds slices 1, 2, ... of the per-work-item sums into slice 0 in
+// index order and stores the channel totals.
+inline void sum_slices(int items, int channels, __global real* part_db, __global real* part_dg,
+                       __global real* dbeta, __global real* dgamma) {
+    for (int a = 1; a < items; a++) {
+        for (int c = 0; c < channels; c++) {
+            part_db[c] += part_db[a * channels + c];
+            part_dg[c] += part_dg[a * channels + c];
+        }
+    }
+    for (int c = 0; c < channels; c++) {
+        dbeta[c] = part_db[c];
+        dgamma[c] = part_dg[c];
+    }
+}
+
 // FLAT gradient sums for CPU devices (see bn_stats_flat): work-item g sums its rows, in memory
 // order, into its own slice of the partials; the last work-item adds the slices in index order.
 // Grid (items), local (1).
@@ -292,16 +308,7 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
         }
     }
     if (take_ticket_is_last(counter, items, l_flag)) {
-        for (int a = 1; a < items; a++) {
-            for (int j = 0; j < channels; j += VEC) {
-                vstorev(vloadv(0, part_db + j) + vloadv(0, part_db + a * channels + j), 0, part_db + j);
-                vstorev(vloadv(0, part_dg + j) + vloadv(0, part_dg + a * channels + j), 0, part_dg + j);
-            }
-        }
-        for (int j = 0; j < channels; j += VEC) {
-            vstorev(vloadv(0, part_db + j), 0, dbeta + j);
-            vstorev(vloadv(0, part_dg + j), 0, dgamma + j);
-        }
+        sum_slices(items, channels, part_db, part_dg, dbeta, dgamma);
         *counter = 0;
     }
 }
@@ -331,16 +338,7 @@ __kernel void bn_grad_flat_rows(__global const store_t* x, __global const store_
         }
     }
     if (take_ticket_is_last(counter, items, l_flag)) {
-        for (int a = 1; a < items; a++) {
-            for (int c = 0; c < channels; c++) {
-                part_db[c] += part_db[a * channels + c];
-                part_dg[c] += part_dg[a * channels + c];
-            }
-        }
-        for (int c = 0; c < channels; c++) {
-            dbeta[c] = part_db[c];
-            dgamma[c] = part_dg[c];
-        }
+        sum_slices(items, channels, part_db, part_dg, dbeta, dgamma);
         *counter = 0;
     }
 }

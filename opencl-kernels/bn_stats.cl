@@ -293,6 +293,37 @@ __kernel void bn_saved_from_running(const int channels, const real eps, __global
     save_invstd[c] = 1.0f / sqrt(running_var[c] + eps);
 }
 
+// The FLAT kernels' last work-item: merges slices 1, 2, ... of the per-work-item partials into
+// slice 0 in index order and finishes every channel. All channels of a slice have the same count,
+// so each slice's merge weights are computed once.
+inline void finish_slices(int items, int channels, __global const store_t* x, int inner,
+                          __global real* part_n, __global real* part_mean, __global real* part_var,
+                          real eps, real keep, real factor, int update_running, int unbiased_running,
+                          __global real* save_mean, __global real* save_mean_lo, __global real* save_invstd,
+                          __global real* running_mean, __global real* running_var, __global int* skipped) {
+    real acc_n = part_n[0];
+    for (int a = 1; a < items; a++) {
+        const real nb = part_n[a * channels];
+        if (nb == 0.0f) {
+            continue;
+        }
+        const real total = acc_n + nb;
+        const real wa = acc_n / total;
+        const real wb = nb / total;
+        for (int c = 0; c < channels; c++) {
+            const real delta = part_mean[a * channels + c] - part_mean[c];
+            part_mean[c] += delta * wb;
+            part_var[c] = wa * part_var[c] + wb * part_var[a * channels + c] + (delta * wa) * (delta * wb);
+        }
+        acc_n = total;
+    }
+    for (int c = 0; c < channels; c++) {
+        moments m = {acc_n, part_mean[c], part_var[c]};
+        finish_channel(c, m, TLOAD(x + c * inner), eps, keep, factor, update_running, unbiased_running, save_mean,
+                       save_mean_lo, save_invstd, running_mean, running_var, skipped);
+    }
+}
+
 // FLAT statistics for CPU devices, inner == 1 and channels a multiple of VEC (see bn_affine_flat):
 // work-item g owns rows [g * rows_per_item, ...) of the (outer) x (channels) matrix and keeps every
 // column's running moments in its own slice of the partials. Rows go in blocks of BV, streamed as
@@ -342,29 +373,8 @@ __kernel void bn_stats_flat(__global const store_t* x, const int channels, const
         vstorev((realv) n, 0, part_n + g * channels + j);
     }
     if (take_ticket_is_last(counter, items, l_flag)) {
-        real acc_n = part_n[0];
-        for (int a = 1; a < items; a++) {
-            const real nb = part_n[a * channels];
-            if (nb == 0.0f) {
-                continue;
-            }
-            const real total = acc_n + nb;
-            const real wa = acc_n / total;
-            const real wb = nb / total;
-            for (int j = 0; j < channels; j += VEC) {
-                const realv ma = vloadv(0, part_mean + j);
-                const realv delta = vloadv(0, part_mean + a * channels + j) - ma;
-                vstorev(ma + delta * wb, 0, part_mean + j);
-                vstorev(wa * vloadv(0, part_var + j) + wb * vloadv(0, part_var + a * channels + j)
-                        + (delta * wa) * (delta * wb), 0, part_var + j);
-            }
-            acc_n = total;
-        }
-        for (int c = 0; c < channels; c++) {
-            moments m = {acc_n, part_mean[c], part_var[c]};
-            finish_channel(c, m, TLOAD(x + c), eps, keep, factor, update_running, unbiased_running, save_mean,
-                           save_mean_lo, save_invstd, running_mean, running_var, skipped);
-        }
+        finish_slices(items, channels, x, 1, part_n, part_mean, part_var, eps, keep, factor, update_running,
+                      unbiased_running, save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
         *counter = 0;
     }
 }
@@ -406,27 +416,8 @@ __kernel void bn_stats_flat_rows(__global const store_t* x, const int channels, 
         part_n[g * channels + c] = n;
     }
     if (take_ticket_is_last(counter, items, l_flag)) {
-        real acc_n = part_n[0];
-        for (int a = 1; a < items; a++) {
-            const real nb = part_n[a * channels];
-            if (nb == 0.0f) {
-                continue;
-            }
-            const real total = acc_n + nb;
-            const real wa = acc_n / total;
-            const real wb = nb / total;
-            for (int c = 0; c < channels; c++) {
-                const real delta = part_mean[a * channels + c] - part_mean[c];
-                part_mean[c] += delta * wb;
-                part_var[c] = wa * part_var[c] + wb * part_var[a * channels + c] + (delta * wa) * (delta * wb);
-            }
-            acc_n = total;
-        }
-        for (int c = 0; c < channels; c++) {
-            moments m = {acc_n, part_mean[c], part_var[c]};
-            finish_channel(c, m, TLOAD(x + c * inner), eps, keep, factor, update_running, unbiased_running,
-                           save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
-        }
+        finish_slices(items, channels, x, inner, part_n, part_mean, part_var, eps, keep, factor, update_running,
+                      unbiased_running, save_mean, save_mean_lo, save_invstd, running_mean, running_var, skipped);
         *counter = 0;
     }
 }

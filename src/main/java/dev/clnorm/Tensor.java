@@ -51,14 +51,7 @@ public final class Tensor implements AutoCloseable {
      * rounded to nearest even on the host, float64 values are exact (one host-to-device transfer).
      */
     public static Tensor upload(Backend backend, float[] data, Layout layout, ElementType dtype, int... shape) {
-        checkStorage(dtype);
-        int[] s = shape.clone();
-        long n = checkedElements(s);
-        if (n != data.length) {
-            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
-                    + " values, got an array of " + data.length);
-        }
-        Tensor t = new Tensor(backend, backend.allocate(n, dtype), s, layout);
+        Tensor t = allocateFor(backend, data.length, layout, dtype, shape);
         try {
             t.write(data);
         } catch (RuntimeException e) {
@@ -73,14 +66,7 @@ public final class Tensor implements AutoCloseable {
      * value; other types round each value once, to nearest even).
      */
     public static Tensor upload(Backend backend, double[] data, Layout layout, ElementType dtype, int... shape) {
-        checkStorage(dtype);
-        int[] s = shape.clone();
-        long n = checkedElements(s);
-        if (n != data.length) {
-            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
-                    + " values, got an array of " + data.length);
-        }
-        Tensor t = new Tensor(backend, backend.allocate(n, dtype), s, layout);
+        Tensor t = allocateFor(backend, data.length, layout, dtype, shape);
         try {
             t.write(data);
         } catch (RuntimeException e) {
@@ -88,6 +74,18 @@ public final class Tensor implements AutoCloseable {
             throw e;
         }
         return t;
+    }
+
+    /** A new tensor for {@code length} host values, after checking that they fill the shape exactly. */
+    private static Tensor allocateFor(Backend backend, int length, Layout layout, ElementType dtype, int[] shape) {
+        checkStorage(dtype);
+        int[] s = shape.clone();
+        long n = checkedElements(s);
+        if (n != length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " needs " + n
+                    + " values, got an array of " + length);
+        }
+        return new Tensor(backend, backend.allocate(n, dtype), s, layout);
     }
 
     private static void checkStorage(ElementType dtype) {

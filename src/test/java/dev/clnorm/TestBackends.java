@@ -57,6 +57,15 @@ public final class TestBackends {
         return all().stream();
     }
 
+    /**
+     * For {@code @MethodSource}: the backends with double precision (the Java backend always; OpenCL
+     * devices reporting cl_khr_fp64), which float64 layers need. Devices without it are not skipped
+     * silently: they refuse a float64 layer, which Float64Test checks on its own.
+     */
+    public static Stream<Backend> fp64Backends() {
+        return all().stream().filter(b -> b.info().fp64());
+    }
+
     public static List<Backend> openCl() {
         return all().stream().filter(b -> b instanceof OpenClBackend).toList();
     }
