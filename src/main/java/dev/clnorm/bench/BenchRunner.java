@@ -31,6 +31,7 @@ public final class BenchRunner {
     private final int warmup;
     private final int repeats;
     private final double warmupSeconds;
+    private final java.util.function.LongSupplier jit;
 
     public BenchRunner(int warmup, int repeats) {
         this(warmup, repeats, 0);
@@ -45,6 +46,11 @@ public final class BenchRunner {
      *                      interpreted
      */
     public BenchRunner(int warmup, int repeats, double warmupSeconds) {
+        this(warmup, repeats, warmupSeconds, JIT_CLOCK);
+    }
+
+    /** As above, with the clock of JIT compilation time in ms (null: none) to watch during warm-up. */
+    BenchRunner(int warmup, int repeats, double warmupSeconds, java.util.function.LongSupplier jit) {
         if (warmup < 0 || repeats < 1 || !(warmupSeconds >= 0) || Double.isInfinite(warmupSeconds)) {
             throw new IllegalArgumentException("warm-up must be >= 0 calls and >= 0 seconds and repeats >= 1, got "
                     + warmup + ", " + warmupSeconds + " and " + repeats);
@@ -52,6 +58,7 @@ public final class BenchRunner {
         this.warmup = warmup;
         this.repeats = repeats;
         this.warmupSeconds = warmupSeconds;
+        this.jit = jit;
     }
 
     /** Why a shape cannot run on a device (memory), or null when it fits. */
@@ -123,12 +130,7 @@ public final class BenchRunner {
 
     private BenchResult measure(Backend backend, int[] shape, Layout layout, Op op, long elements, double copyGbps,
                                 Runnable call) {
-        long start = System.nanoTime();
-        long budget = (long) (warmupSeconds * 1e9);
-        for (int w = 0; w < warmup || System.nanoTime() - start < budget; w++) {
-            call.run();
-            backend.finish();
-        }
+        warmUp(backend, call);
         double[] wall = new double[repeats];
         long launchesBefore = backend.kernelLaunches();
         for (int i = 0; i < repeats; i++) {
@@ -152,6 +154,64 @@ public final class BenchRunner {
         double copy = op == Op.COPY ? op.bytesPerElement() * (double) elements / (w.median() * 1e6) : copyGbps;
         return new BenchResult(backend.info().id(), backend.info().name(), shape.clone(), layout.name(), op, elements,
                 w, kernel, copy, launches);
+    }
+
+    /**
+     * Untimed calls until the JVM has finished compiling what they run: at least {@code warmup} calls
+     * and {@code warmupSeconds}, then on until {@link #JIT_QUIET_SECONDS} (and at least
+     * {@link #JIT_QUIET_CALLS} calls) pass without the JIT completing a compilation, or until
+     * {@link #WARMUP_CAP_FACTOR} times the requested time. A fixed time is not enough: the Java
+     * backend's (N, C) backward ran its first second half-compiled, at twice its steady time, which
+     * a 0.5 s warm-up then timed.
+     */
+    private void warmUp(Backend backend, Runnable call) {
+        long start = System.nanoTime();
+        long minEnd = start + (long) (warmupSeconds * 1e9);
+        long capEnd = start + (long) (warmupSeconds * WARMUP_CAP_FACTOR * 1e9);
+        boolean watchJit = warmupSeconds > 0 && jit != null;
+        long lastJit = watchJit ? jit.getAsLong() : 0;
+        long quietSince = start;
+        int quietCalls = 0;
+        for (int w = 0; ; w++) {
+            if (w >= warmup && System.nanoTime() >= minEnd
+                    && (!watchJit || quietCalls >= JIT_QUIET_CALLS && System.nanoTime() - quietSince >= JIT_QUIET_NANOS
+                    || System.nanoTime() >= capEnd)) {
+                return;
+            }
+            call.run();
+            backend.finish();
+            quietCalls++;
+            if (watchJit) {
+                long now = jit.getAsLong();
+                if (now != lastJit) {
+                    lastJit = now;
+                    quietSince = System.nanoTime();
+                    quietCalls = 0;
+                }
+            }
+        }
+    }
+
+    /** The JIT counts as done after this long without finishing a compilation. */
+    static final double JIT_QUIET_SECONDS = 0.5;
+    private static final long JIT_QUIET_NANOS = (long) (JIT_QUIET_SECONDS * 1e9);
+    /** ... and at least this many calls without one. */
+    static final int JIT_QUIET_CALLS = 5;
+    /** Warm-up never runs longer than this many times the requested seconds. */
+    static final double WARMUP_CAP_FACTOR = 20;
+    /** Milliseconds the JIT has spent compiling so far, or null where this JVM does not say. */
+    private static final java.util.function.LongSupplier JIT_CLOCK = jitClock();
+
+    private static java.util.function.LongSupplier jitClock() {
+        try {
+            java.lang.management.CompilationMXBean bean = java.lang.management.ManagementFactory.getCompilationMXBean();
+            if (bean != null && bean.isCompilationTimeMonitoringSupported()) {
+                return bean::getTotalCompilationTime;
+            }
+        } catch (LinkageError e) {
+            // a runtime image without java.management: fall back to the fixed warm-up time
+        }
+        return null;
     }
 
     /** Shapes of at most this many elements are "tiny": launch overhead, not memory traffic, bounds them. */

@@ -47,8 +47,9 @@ final class BenchCommand implements Callable<Integer> {
     int warmup;
 
     @Option(names = "--warmup-seconds", defaultValue = "0.5", paramLabel = "S",
-            description = "After --warmup calls, keep warming up until S seconds went into it, so the JVM has "
-                    + "compiled the Java backend's loops before timing starts (default ${DEFAULT-VALUE}).")
+            description = "After --warmup calls, keep warming up for at least S seconds and then until the JIT "
+                    + "has compiled nothing for 0.5 s (at most 20 x S), so the Java backend is timed compiled "
+                    + "(default ${DEFAULT-VALUE}; 0: --warmup calls only).")
     double warmupSeconds;
 
     @Option(names = "--repeats", defaultValue = "10", description = "Timed calls (default ${DEFAULT-VALUE}).")
