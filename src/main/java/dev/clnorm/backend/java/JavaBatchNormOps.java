@@ -441,9 +441,9 @@ final class JavaBatchNormOps implements BatchNormOps {
             float[] cga = perColumn(ga, g);
             float[] cbe = perColumn(be, g);
             parallel(plan.blocks(), b -> {
-                for (long o = plan.from(b, g); o < plan.to(b, g); o++) {
-                    KERNELS.affineColumns(x, y, (int) (o * acc), acc, ch, cl, cis, cga, cbe);
-                }
+                long from = plan.from(b, g);
+                KERNELS.affineColumns(x, y, (int) (from * acc), (int) (plan.to(b, g) - from), acc, ch, cl, cis, cga,
+                        cbe);
             });
             return;
         }
@@ -639,9 +639,9 @@ final class JavaBatchNormOps implements BatchNormOps {
             float[] cdb = perColumn(db, g);
             float[] cdg = perColumn(dg, g);
             parallel(plan.blocks(), b -> {
-                for (long o = plan.from(b, g); o < plan.to(b, g); o++) {
-                    KERNELS.dxColumns(x, dy, dx, (int) (o * acc), acc, ch, cl, cis, cscale, cdb, cdg);
-                }
+                long from = plan.from(b, g);
+                KERNELS.dxColumns(x, dy, dx, (int) (from * acc), (int) (plan.to(b, g) - from), acc, ch, cl, cis, cscale,
+                        cdb, cdg);
             });
         } else {
             parallel(plan.blocks(), blk -> segments(g, plan.from(blk, g), plan.to(blk, g),

@@ -116,10 +116,12 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void affineColumns(float[] x, float[] y, int start, int cols, float[] h, float[] l, float[] is,
+    public void affineColumns(float[] x, float[] y, int start, int rows, int cols, float[] h, float[] l, float[] is,
                               float[] ga, float[] be) {
-        for (int j = 0; j < cols; j++) {
-            y[start + j] = ga[j] * (((x[start + j] - h[j]) - l[j]) * is[j]) + be[j];
+        for (int r = 0, at = start; r < rows; r++, at += cols) {
+            for (int j = 0; j < cols; j++) {
+                y[at + j] = ga[j] * (((x[at + j] - h[j]) - l[j]) * is[j]) + be[j];
+            }
         }
     }
 
@@ -133,11 +135,13 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int cols, float[] h, float[] l, float[] is,
-                          float[] scale, float[] db, float[] dg) {
-        for (int j = 0; j < cols; j++) {
-            float xhat = ((x[start + j] - h[j]) - l[j]) * is[j];
-            dx[start + j] = scale[j] * (dy[start + j] - db[j] - xhat * dg[j]);
+    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int cols, float[] h, float[] l,
+                          float[] is, float[] scale, float[] db, float[] dg) {
+        for (int r = 0, at = start; r < rows; r++, at += cols) {
+            for (int j = 0; j < cols; j++) {
+                float xhat = ((x[at + j] - h[j]) - l[j]) * is[j];
+                dx[at + j] = scale[j] * (dy[at + j] - db[j] - xhat * dg[j]);
+            }
         }
     }
 }

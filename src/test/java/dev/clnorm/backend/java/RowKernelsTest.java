@@ -104,14 +104,30 @@ class RowKernelsTest {
                 assertEquals(db, sb[j], 1e-4, "column dbeta " + j);
                 assertEquals(dg, sg[j], 1e-4, "column dgamma " + j);
             }
-            float[] y1 = new float[cols];
-            float[] y2 = new float[cols];
-            k.affineColumns(x, y1, 0, cols, h, l, is, is, h);
+            // All rows at once (the vector loops take four rows per step, then the leftover row).
+            float[] y1 = new float[rows * cols];
+            float[] y2 = new float[rows * cols];
+            float[] dx1 = new float[rows * cols];
+            float[] dx2 = new float[rows * cols];
+            float[] sc = new float[cols];
+            float[] dbs = new float[cols];
+            float[] dgs = new float[cols];
             for (int j = 0; j < cols; j++) {
-                k.affine(x, y2, j, j + 1, h[j], l[j], is[j], is[j], h[j]);
+                sc[j] = 1.5f * is[j];
+                dbs[j] = sb[j] / rows;
+                dgs[j] = sg[j] / rows;
             }
-            for (int j = 0; j < cols; j++) {
-                assertEquals(y2[j], y1[j], 1e-6f * Math.max(1f, Math.abs(y2[j])), "affine column " + j);
+            k.affineColumns(x, y1, 0, rows, cols, h, l, is, is, h);
+            k.dxColumns(x, dy, dx1, 0, rows, cols, h, l, is, sc, dbs, dgs);
+            for (int i = 0; i < rows * cols; i++) {
+                int j = i % cols;
+                k.affine(x, y2, i, i + 1, h[j], l[j], is[j], is[j], h[j]);
+                k.dx(x, dy, dx2, i, i + 1, h[j], l[j], is[j], sc[j], dbs[j], dgs[j]);
+            }
+            for (int i = 0; i < rows * cols; i++) {
+                // Same operations in the same order per element: equal to the bit.
+                assertEquals(y2[i], y1[i], 0f, "affine column " + i % cols + " row " + i / cols);
+                assertEquals(dx2[i], dx1[i], 0f, "dx column " + i % cols + " row " + i / cols);
             }
         }
     }
