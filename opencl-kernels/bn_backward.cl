@@ -241,27 +241,30 @@ __kernel void bn_dx_cols(__global const store_t* x, __global const store_t* dy, 
     }
 }
 
-// FLAT traversal of dx (see bn_affine_flat): one contiguous chunk per work-item, same arithmetic
-// as bn_dx_cols. Grid (ceil(total / chunk)), local (1).
+// FLAT traversal of dx (see bn_affine_flat): whole rows per work-item, FLAT_RB rows per column
+// vector's parameters, same arithmetic as bn_dx_cols. Grid (items), local (1).
 __kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
-                         const int channels, const int total, const int chunk, DX_ARGS) {
-    const int begin = get_global_id(0) * chunk;
-    const int end = min(begin + chunk, total);
-    int j = begin % channels;
-    for (int e = begin; e < end; e += VEC) {
-        const realv is = vloadv(0, invstd + j);
-        const realv xhat = ((TLOADV(x + e) - vloadv(0, mean_hi + j)) - vloadv(0, mean_lo + j)) * is;
-        const realv scale = vloadv(0, gamma + j) * is;
-        const realv db = vloadv(0, dbeta + j) * inv_m;
-        const realv dg = vloadv(0, dgamma + j) * inv_m;
-        const realv d = RELU_MASK(realv, TLOADV(dy + e), act, TLOADV(yact + e));
-        TSTOREV(scale * (d - db - xhat * dg), dx + e);
-        if (act & ACT_RESIDUAL) {
-            TSTOREV(d, dres + e);
-        }
-        j += VEC;
-        if (j == channels) {
-            j = 0;
+                         const int channels, const int outer, const int rows_per_item, DX_ARGS) {
+    const int r0 = min((int) get_global_id(0) * rows_per_item, outer);
+    const int r1 = min(r0 + rows_per_item, outer);
+    for (int r = r0; r < r1; r += FLAT_RB) {
+        const int rows = min(FLAT_RB, r1 - r);
+        for (int j = 0; j < channels; j += VEC) {
+            const realv h = vloadv(0, mean_hi + j);
+            const realv l = vloadv(0, mean_lo + j);
+            const realv is = vloadv(0, invstd + j);
+            const realv scale = vloadv(0, gamma + j) * is;
+            const realv db = vloadv(0, dbeta + j) * inv_m;
+            const realv dg = vloadv(0, dgamma + j) * inv_m;
+            for (int b = 0; b < rows; b++) {
+                const int e = (r + b) * channels + j;
+                const realv xhat = ((TLOADV(x + e) - h) - l) * is;
+                const realv d = RELU_MASK(realv, TLOADV(dy + e), act, TLOADV(yact + e));
+                TSTOREV(scale * (d - db - xhat * dg), dx + e);
+                if (act & ACT_RESIDUAL) {
+                    TSTOREV(d, dres + e);
+                }
+            }
         }
     }
 }
@@ -297,14 +300,24 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
         vstorev((realv) 0.0f, 0, sb + j);
         vstorev((realv) 0.0f, 0, sg + j);
     }
-    for (int r = r0; r < r1; r++) {
-        const int at = r * channels;
+    // Blocks of FLAT_RB rows: a column vector's sums over the block in registers, then one add into
+    // the slice (the slice's loads and stores per row bounded this loop, not memory).
+    for (int r = r0; r < r1; r += FLAT_RB) {
+        const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {
-            const realv d = RELU_MASK(realv, TLOADV(dy + at + j), act, TLOADV(yact + at + j));
-            const realv xhat = ((TLOADV(x + at + j) - vloadv(0, mean_hi + j)) - vloadv(0, mean_lo + j))
-                               * vloadv(0, invstd + j);
-            vstorev(vloadv(0, sb + j) + d, 0, sb + j);
-            vstorev(vloadv(0, sg + j) + d * xhat, 0, sg + j);
+            const realv h = vloadv(0, mean_hi + j);
+            const realv l = vloadv(0, mean_lo + j);
+            const realv is = vloadv(0, invstd + j);
+            realv bsum = (realv) 0.0f;
+            realv gsum = (realv) 0.0f;
+            for (int b = 0; b < rows; b++) {
+                const int at = (r + b) * channels + j;
+                const realv d = RELU_MASK(realv, TLOADV(dy + at), act, TLOADV(yact + at));
+                bsum += d;
+                gsum += d * (((TLOADV(x + at) - h) - l) * is);
+            }
+            vstorev(vloadv(0, sb + j) + bsum, 0, sb + j);
+            vstorev(vloadv(0, sg + j) + gsum, 0, sg + j);
         }
     }
     if (take_ticket_is_last(counter, items, l_flag)) {

@@ -28,6 +28,11 @@
 #define CW 1
 #endif
 
+#ifndef FLAT_RB
+// Rows per step of the FLAT (N, C) kernels: parameters and partial sums per FLAT_RB rows.
+#define FLAT_RB 4
+#endif
+
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 

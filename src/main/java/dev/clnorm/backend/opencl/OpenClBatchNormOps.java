@@ -24,8 +24,8 @@ import java.util.Map;
  * <p>Per shape the host picks the ROWS traversal (long contiguous rows, NCHW-like) or the COLS
  * traversal (short rows: channels-last, (N,C), small spatial extents) and per device the vector
  * width and work-group shape (see {@link Tuning}); kernels are compiled once per option set. On CPU
- * devices the elementwise pass of a channels-last / (N,C) shape is FLAT: contiguous chunks of the
- * flat tensor rather than column strips.
+ * devices the passes of a channels-last / (N,C) shape are FLAT: each work-item streams its own
+ * range of whole rows rather than a column strip.
  */
 final class OpenClBatchNormOps implements BatchNormOps {
     private static final String[] KERNELS = {"bn_stats_rows", "bn_stats_cols", "bn_affine_rows", "bn_affine_cols",
@@ -169,8 +169,8 @@ final class OpenClBatchNormOps implements BatchNormOps {
     }
 
     /**
-     * Whether the elementwise passes of a COLS shape run as FLAT chunks (CPU devices, one channel per
-     * column, whole vectors per row): a CPU streams a contiguous chunk far better than a column strip.
+     * Whether the passes of a COLS shape run FLAT (CPU devices, one channel per column, whole vectors
+     * per row): a CPU streams a range of whole rows far better than a column strip.
      */
     private boolean useFlat(Geometry g) {
         return tuning.fuseBytes() > 0 && !useRows(g) && g.inner() == 1 && g.channels() % tuning.vec() == 0;
@@ -203,14 +203,13 @@ final class OpenClBatchNormOps implements BatchNormOps {
         return tuning.fuseBytes() > 0 && useRows(g) && g.inner() < FLAT_ROWS_MAX_INNER;
     }
 
-    /** Elements per FLAT work-item: a multiple of VEC, enough chunks to balance the threads. */
-    private int flatChunk(Geometry g) {
-        long chunk = Math.max(4096, ceilDiv(g.elements(), tuning.targetGroups()));
-        return (int) (ceilDiv(chunk, tuning.vec()) * tuning.vec());
+    /** Rows per work-item of the FLAT kernels. */
+    private int flatRowsPerItem(Geometry g) {
+        return (int) ceilDiv(g.outer(), flatItems(g));
     }
 
     private void launchFlat(ClKernel k, Geometry g) {
-        k.launch(new long[]{ceilDiv(g.elements(), flatChunk(g))}, new long[]{1});
+        k.launch(new long[]{flatItems(g)}, new long[]{1});
     }
 
     private long[] fusedGlobal(Geometry g) {
@@ -392,11 +391,11 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ClKernel stats = k.get("bn_stats_flat");
             int items = flatItems(g);
             ensurePartials((long) items * g.channels(), pt);
-            args(stats, concat(new Object[]{xb, g.channels(), g.outer(), (int) ceilDiv(g.outer(), items)}, finalize,
+            args(stats, concat(new Object[]{xb, g.channels(), g.outer(), flatRowsPerItem(g)}, finalize,
                     new Object[]{partA, partB, partC, statsCounter}, outputs, new Object[]{new LocalBytes(4)}));
             stats.launch(new long[]{items}, new long[]{1});
             ClKernel norm = k.get("bn_affine_flat");
-            args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.outer(), flatRowsPerItem(g)}, affine));
             launchFlat(norm, g);
         } else {
             ClKernel stats0 = kernelsFor(1, sc).get("bn_stats_cols");
@@ -439,7 +438,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
             norm.launch(q.global(g), q.localRange());
         } else if (useFlat(g)) {
             ClKernel norm = kernelsFor(1, sc).get("bn_affine_flat");
-            args(norm, concat(new Object[]{xb, yb, g.channels(), (int) g.elements(), flatChunk(g)}, affine));
+            args(norm, concat(new Object[]{xb, yb, g.channels(), g.outer(), flatRowsPerItem(g)}, affine));
             launchFlat(norm, g);
         } else {
             ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_affine_cols"));
@@ -513,11 +512,11 @@ final class OpenClBatchNormOps implements BatchNormOps {
             ClKernel grad = k.get("bn_grad_flat");
             int items = flatItems(g);
             ensurePartials((long) items * g.channels(), pt);
-            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.outer(), (int) ceilDiv(g.outer(), items)}, stats,
+            args(grad, concat(new Object[]{xb, dyb, g.channels(), g.outer(), flatRowsPerItem(g)}, stats,
                     new Object[]{partA, partB, gradCounter, db, dg}, gradAct, new Object[]{new LocalBytes(4)}));
             grad.launch(new long[]{items}, new long[]{1});
             ClKernel dxk = k.get("bn_dx_flat");
-            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), (int) g.elements(), flatChunk(g)}, dxArgs));
+            args(dxk, concat(new Object[]{xb, dyb, dxb, g.channels(), g.outer(), flatRowsPerItem(g)}, dxArgs));
             launchFlat(dxk, g);
         } else {
             ColsPlan p = colsPlan(g, kernelsFor(1, sc).get("bn_grad_cols"));
