@@ -608,16 +608,23 @@ final class JavaBatchNormOps implements BatchNormOps {
                 });
             });
         }
+        // Block by block in memory order (a channel-major walk strides through all blocks' partials),
+        // into per-accumulator totals, then each channel's accumulators in order.
+        double[] tb = new double[acc];
+        double[] tg = new double[acc];
+        for (int blk = 0; blk < plan.blocks(); blk++) {
+            for (int a = 0; a < acc; a++) {
+                tb[a] += sb[blk * acc + a];
+                tg[a] += sg[blk * acc + a];
+            }
+        }
+        int perChannel = plan.cols() ? inner : 1;
         for (int c = 0; c < nc; c++) {
             double b = 0;
             double gs = 0;
-            int perChannel = plan.cols() ? inner : 1;
-            for (int blk = 0; blk < plan.blocks(); blk++) {
-                for (int i = 0; i < perChannel; i++) {
-                    int at = blk * acc + (plan.cols() ? c * inner + i : c);
-                    b += sb[at];
-                    gs += sg[at];
-                }
+            for (int i = 0; i < perChannel; i++) {
+                b += tb[c * perChannel + i];
+                gs += tg[c * perChannel + i];
             }
             dbeta[c] = (float) b;
             dgamma[c] = (float) gs;
