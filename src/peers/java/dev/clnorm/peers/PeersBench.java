@@ -59,6 +59,8 @@ public final class PeersBench {
     /** shape -> axpb GB/s. */
     private final Map<String, Double> axpbGbps = new LinkedHashMap<>();
     private BenchRunner jitRunner;
+    /** clnorm's minimum warm-up time per op (BenchRunner then waits for the JIT to settle). */
+    private static final double JIT_SECONDS = 0.5;
 
     public static void main(String[] args) throws Exception {
         List<int[]> shapes = new ArrayList<>();
@@ -147,9 +149,10 @@ public final class PeersBench {
                 + Runtime.version() + "; max heap " + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB");
         header.add("load average (1, 5, 15 min) at start: " + loadBefore);
         Timer timer = new Timer(warmup, repeats, seconds);
-        BenchRunner runner = new BenchRunner(warmup, repeats);
-        // The peers are native code; clnorm's Java backend is JIT-compiled, and BenchRunner's 3 warm-up calls
-        // leave it part-compiled on the first shapes of a fresh JVM. An untimed pass first, results discarded.
+        // The peers are native code; clnorm's Java backend is JIT-compiled: BenchRunner warms each op up for at
+        // least JIT_SECONDS and then until the JIT has settled, as `clnorm bench` does. The untimed pass before
+        // it (results discarded) is kept from before that warm-up existed; it costs a few calls.
+        BenchRunner runner = new BenchRunner(warmup, repeats, JIT_SECONDS);
         jitRunner = jitWarmup > 0 ? new BenchRunner(jitWarmup, 1) : null;
 
         if (peers.contains("ort")) {
@@ -169,7 +172,8 @@ public final class PeersBench {
         }
 
         try (Backend backend = Devices.open("java"); Axpb axpb = new Axpb()) {
-            header.add("clnorm: " + backend.info().name() + ", BenchRunner warm-up " + warmup + ", repeats " + repeats
+            header.add("clnorm: " + backend.info().name() + ", BenchRunner warm-up " + warmup + " calls and >= "
+                    + JIT_SECONDS + " s until the JIT settles, repeats " + repeats
                     + (jitRunner == null ? "" : ", after an untimed JIT warm-up pass of " + jitWarmup + " calls per op"));
             for (int[] shape : shapes) {
                 runShape(shape, backend, runner, timer, axpb, peers, onednn);
