@@ -27,6 +27,8 @@ class BatchNormParityTest {
     static final int[][] SHAPES = {
             {4, 10}, {4, 5, 3}, {2, 3, 4, 5}, {1, 2, 3, 4}, {8, 3, 4, 8, 5}, {3, 7, 13, 17},
             {16, 512}, {2, 512, 3, 3}, {2, 3, 147, 147}, {64, 3, 9},
+            // Short rows over several channel blocks and runs of the Java backend's short-rows traversal.
+            {16, 40, 20, 25},
     };
 
     static Stream<Arguments> cases() {

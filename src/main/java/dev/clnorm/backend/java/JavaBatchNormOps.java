@@ -18,7 +18,8 @@ import java.util.stream.IntStream;
  * <p>Three traversals, all streaming memory in order:
  * <ul>
  *   <li><b>fused</b> (NCHW-like, enough channels, a channel's data within {@link #FUSE_BYTES}): one
- *       task per channel does both passes back to back, the second served from cache;</li>
+ *       task per channel does both passes back to back, the second served from cache; for rows
+ *       shorter than {@link #SHORT_ROWS}, one task per block of channels walked sample by sample;</li>
  *   <li><b>rows</b> (inner &gt;= {@value #COLS_MAX_INNER}): the flat tensor is cut into fixed blocks;
  *       each block walks its contiguous row segments, one channel per segment;</li>
  *   <li><b>cols</b> (small inner: channels-last, (N,C)): each block is a range of outer rows with
@@ -53,6 +54,16 @@ final class JavaBatchNormOps implements BatchNormOps {
      * the block traversal, so a generous bound costs nothing.
      */
     static final long FUSE_BYTES = 1L << 24;
+
+    /**
+     * Rows shorter than this (7x7, 14x14) take the fused traversal in channel blocks walked in memory
+     * order: one channel's rows lie a whole sample apart, and walking them channel by channel left
+     * the loads waiting on memory (training forward on 32x1024x14x14 ran at twice the copy time on
+     * one thread as on two, far from the memory's limit).
+     */
+    static final int SHORT_ROWS = 512;
+    /** Bytes of a block of channels in that traversal: it stays in a core's L2 between the passes. */
+    private static final long SHORT_BLOCK_BYTES = 1L << 18;
 
     private static final RowKernels KERNELS = RowKernels.best();
 
@@ -330,6 +341,10 @@ final class JavaBatchNormOps implements BatchNormOps {
             shift[c] = x[c * inner];
         }
 
+        if (fusable(g, 1) && inner < SHORT_ROWS) {
+            shortRowsTraining(g, x, y, shift, eps, update, a);
+            return;
+        }
         if (fusable(g, 1)) {
             int rowStride = nc * inner;
             parallel(nc, c -> {
@@ -436,6 +451,103 @@ final class JavaBatchNormOps implements BatchNormOps {
             }
         }
         affine(g, plan, x, y, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
+    }
+
+    /** Channels per block of the short-rows traversal, from the geometry alone. */
+    private static int shortBlockChannels(Geometry g, int arrays) {
+        long perChannel = g.valuesPerChannel() * 4L * arrays;
+        return (int) Math.max(1, Math.min(g.channels(), SHORT_BLOCK_BYTES / Math.max(1, perChannel)));
+    }
+
+    /**
+     * Training forward for short rows: each task takes a block of channels and walks it sample by
+     * sample (the block's rows of one sample are contiguous), three times: sums, squared deviations
+     * about each run's mean, normalize; the block stays in cache after the first. A channel's
+     * arithmetic does not depend on the block size: per row a reduction into double, runs of at most
+     * RUN values merged with Chan's formula, as the other traversals.
+     */
+    private void shortRowsTraining(Geometry g, float[] x, float[] y, float[] shift, float eps, RunningUpdate update,
+                                   BatchNormArrays a) {
+        int nc = g.channels();
+        int inner = g.inner();
+        int outer = g.outer();
+        int rowStride = nc * inner;
+        int k = shortBlockChannels(g, 1);
+        int perRun = Math.max(1, RUN / inner);
+        parallel((nc + k - 1) / k, blk -> {
+            int c0 = blk * k;
+            int c1 = Math.min(nc, c0 + k);
+            int kk = c1 - c0;
+            double[] n = new double[kk];
+            double[] mean = new double[kk];
+            double[] m2 = new double[kk];
+            double[] sum = new double[kk];
+            double[] sq = new double[kk];
+            float[] meanDev = new float[kk];
+            for (int o0 = 0; o0 < outer; o0 += perRun) {
+                int o1 = Math.min(outer, o0 + perRun);
+                java.util.Arrays.fill(sum, 0);
+                java.util.Arrays.fill(sq, 0);
+                for (int o = o0; o < o1; o++) {
+                    for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                        sum[c - c0] += KERNELS.sumShifted(x, at, at + inner, shift[c]);
+                    }
+                }
+                double len = (double) (o1 - o0) * inner;
+                for (int i = 0; i < kk; i++) {
+                    meanDev[i] = (float) (sum[i] / len);
+                }
+                for (int o = o0; o < o1; o++) {
+                    for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                        sq[c - c0] += KERNELS.sumSquaredDeviations(x, at, at + inner, shift[c], meanDev[c - c0]);
+                    }
+                }
+                for (int i = 0; i < kk; i++) {
+                    // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded run mean mf.
+                    double exact = sum[i] / len;
+                    double off = exact - meanDev[i];
+                    merge(n, mean, m2, i, len, exact, Math.max(sq[i] * RowKernels.SQ_UNSCALE - len * off * off, 0));
+                }
+            }
+            for (int c = c0; c < c1; c++) {
+                finishChannel(c, n[c - c0], mean[c - c0], m2[c - c0], shift[c], eps, update, a);
+            }
+            for (int o = 0; o < outer; o++) {
+                for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                    KERNELS.affine(x, y, at, at + inner, a.mean[c], a.meanLo[c], a.invstd[c], a.gamma[c], a.beta[c]);
+                }
+            }
+        });
+    }
+
+    /** Backward for short rows, in the same channel blocks: gradient sums per row in double, then dx. */
+    private void shortRowsBackward(Geometry g, float[] x, float[] dy, float[] dx, float[] h, float[] l, float[] is,
+                                   float[] gamma, float[] dgamma, float[] dbeta, float invM) {
+        int nc = g.channels();
+        int inner = g.inner();
+        int outer = g.outer();
+        int rowStride = nc * inner;
+        int k = shortBlockChannels(g, 2);
+        parallel((nc + k - 1) / k, blk -> {
+            int c0 = blk * k;
+            int c1 = Math.min(nc, c0 + k);
+            double[] sums = new double[2 * (c1 - c0)];
+            for (int o = 0; o < outer; o++) {
+                for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                    KERNELS.gradSumsInto(x, dy, at, at + inner, h[c], l[c], is[c], sums, 2 * (c - c0));
+                }
+            }
+            for (int c = c0; c < c1; c++) {
+                dbeta[c] = (float) sums[2 * (c - c0)];
+                dgamma[c] = (float) sums[2 * (c - c0) + 1];
+            }
+            for (int o = 0; o < outer; o++) {
+                for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                    float scale = gamma[c] * is[c];
+                    KERNELS.dx(x, dy, dx, at, at + inner, h[c], l[c], is[c], scale, dbeta[c] * invM, dgamma[c] * invM);
+                }
+            }
+        });
     }
 
     /** The elementwise affine pass over a whole tensor in the plan's traversal. */
@@ -558,6 +670,10 @@ final class JavaBatchNormOps implements BatchNormOps {
         // 1/m scales the mean and variance terms of dx; constant statistics have none.
         float invM = statsConstant ? 0.0f : (float) (1.0 / g.valuesPerChannel());
 
+        if (fusable(g, 2) && inner < SHORT_ROWS) {
+            shortRowsBackward(g, x, dy, dx, h, l, is, gamma, dgamma, dbeta, invM);
+            return;
+        }
         if (fusable(g, 2)) {
             int rowStride = nc * inner;
             parallel(nc, c -> {

@@ -32,6 +32,15 @@ interface RowKernels {
      */
     void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out);
 
+    /** Sum of x[from, to) - shift: the first pass of {@link #moments} over one row. */
+    double sumShifted(float[] x, int from, int to, float shift);
+
+    /**
+     * Sum of (((x - shift) - meanDev) * SQ_SCALE)^2 over x[from, to): the second pass of
+     * {@link #moments} over one row, about a mean (of x - shift) taken over several rows.
+     */
+    double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev);
+
     /**
      * Per-column moments of a block of {@code rows} rows of {@code cols} columns starting at
      * {@code start} with row stride {@code stride}: s[j] = sum(x - shift[j]), q[j] = sum of squared
@@ -46,6 +55,9 @@ interface RowKernels {
     default void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {
         gradSumsRows(x, dy, from, 1, 0, to - from, h, l, is, out);
     }
+
+    /** {@link #gradSums} into out[at] (sum of dy) and out[at + 1] (sum of dy * xhat). */
+    void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out, int at);
 
     /** {@link #gradSums} over {@code rows} segments of {@code len} values, as {@link #momentsRows}. */
     void gradSumsRows(float[] x, float[] dy, int start, int rows, int stride, int len, float h, float l, float is,

@@ -4,6 +4,30 @@ package dev.clnorm.backend.java;
 final class ScalarRowKernels implements RowKernels {
 
     @Override
+    public double sumShifted(float[] x, int from, int to, float shift) {
+        double a0 = 0, a1 = 0;
+        int e = from;
+        for (; e + 1 < to; e += 2) {
+            a0 += x[e] - shift;
+            a1 += x[e + 1] - shift;
+        }
+        for (; e < to; e++) {
+            a0 += x[e] - shift;
+        }
+        return a0 + a1;
+    }
+
+    @Override
+    public double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev) {
+        double q = 0;
+        for (int e = from; e < to; e++) {
+            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
+            q += d * d;
+        }
+        return q;
+    }
+
+    @Override
     public void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out) {
         double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (int r = 0; r < rows; r++) {
@@ -66,6 +90,20 @@ final class ScalarRowKernels implements RowKernels {
                 q[j] += d * d;
             }
         }
+    }
+
+    @Override
+    public void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out,
+                             int at) {
+        double b = 0;
+        double g = 0;
+        for (int e = from; e < to; e++) {
+            float xh = ((x[e] - h) - l) * is;
+            b += dy[e];
+            g += (double) dy[e] * xh;
+        }
+        out[at] += b;
+        out[at + 1] += g;
     }
 
     @Override

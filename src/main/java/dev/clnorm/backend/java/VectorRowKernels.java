@@ -18,6 +18,38 @@ final class VectorRowKernels implements RowKernels {
     // (it boxes it, allocating per row), which made short rows slower, not faster.
 
     @Override
+    public double sumShifted(float[] x, int from, int to, float shift) {
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        FloatVector acc = FloatVector.zero(S);
+        for (; e < bound; e += N) {
+            acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+        }
+        double s = acc.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            s += x[e] - shift;
+        }
+        return s;
+    }
+
+    @Override
+    public double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev) {
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        FloatVector acc = FloatVector.zero(S);
+        for (; e < bound; e += N) {
+            FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
+            acc = d.fma(d, acc);
+        }
+        double q = acc.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
+            q += d * d;
+        }
+        return q;
+    }
+
+    @Override
     public void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out) {
         int bound = S.loopBound(len);
         int vectors = rows * (bound / N);
@@ -126,6 +158,29 @@ final class VectorRowKernels implements RowKernels {
                 q[j] += d * d;
             }
         }
+    }
+
+    @Override
+    public void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out,
+                             int at) {
+        int e = from;
+        int bound = from + S.loopBound(to - from);
+        FloatVector sb = FloatVector.zero(S);
+        FloatVector sg = FloatVector.zero(S);
+        for (; e < bound; e += N) {
+            FloatVector d = FloatVector.fromArray(S, dy, e);
+            sb = sb.add(d);
+            sg = d.fma(FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is), sg);
+        }
+        double b = sb.reduceLanes(VectorOperators.ADD);
+        double g = sg.reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            float xhat = ((x[e] - h) - l) * is;
+            b += dy[e];
+            g += (double) dy[e] * xhat;
+        }
+        out[at] += b;
+        out[at + 1] += g;
     }
 
     @Override

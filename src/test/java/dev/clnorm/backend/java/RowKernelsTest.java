@@ -169,4 +169,42 @@ class RowKernelsTest {
             }
         }
     }
+
+    /** The per-row passes of the short-rows traversal against double sums over the same values. */
+    @Test
+    void rowPassesMatchDoubleSums() {
+        SplittableRandom r = new SplittableRandom(21);
+        for (int len : new int[]{1, 15, 16, 49, 196, 511}) {
+            float[] x = new float[len + 5];
+            float[] dy = new float[x.length];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) (1e4 + r.nextDouble() * 3);
+                dy[i] = (float) (r.nextDouble() * 2 - 1);
+            }
+            float shift = x[3];
+            float meanDev = 1.25f;
+            double s = 0;
+            double q = 0;
+            double b = 0;
+            double g = 0;
+            for (int e = 3; e < 3 + len; e++) {
+                s += (double) x[e] - shift;
+                double d = ((double) x[e] - shift - meanDev) * RowKernels.SQ_SCALE;
+                q += d * d;
+                b += dy[e];
+                g += dy[e] * (((x[e] - 1e4f) - 1e-4f) * 0.7f);
+            }
+            for (RowKernels k : implementations()) {
+                String what = k.getClass().getSimpleName() + " len " + len;
+                assertEquals(s, k.sumShifted(x, 3, 3 + len, shift), 1e-6 * len * 3, what + " sum");
+                assertEquals(q, k.sumSquaredDeviations(x, 3, 3 + len, shift, meanDev), 1e-6 * q + 1e-20,
+                        what + " squared deviations");
+                double[] out = {7, 11, 13};
+                k.gradSumsInto(x, dy, 3, 3 + len, 1e4f, 1e-4f, 0.7f, out, 1);
+                assertEquals(7, out[0], 0, what + " slot before untouched");
+                assertEquals(11 + b, out[1], 1e-5 * len, what + " sum dy");
+                assertEquals(13 + g, out[2], 1e-5 * len, what + " sum dy*xhat");
+            }
+        }
+    }
 }
