@@ -52,3 +52,39 @@ __kernel void bn_backward_fused_rows(__global const store_t* x, __global const s
     dx_rows(x, dy, dx, channels, inner, c, 0, outer, 1, inner, lid, lsize, h, l, is, gamma[c] * is, s.x * inv_m,
             s.y * inv_m, yact, act, dres);
 }
+
+// Backward for short rows (7x7, 14x14) on CPU devices, one launch: work-item g owns the channels
+// [g * block_channels, ...) and walks them sample by sample — a sample's rows of those channels are
+// contiguous, where one channel's rows lie a whole sample apart — twice: the gradient sums, then dx,
+// the block (block_channels chosen to fit a core's L2) still in cache. Each channel belongs to one
+// work-item, so its sums go straight to dbeta / dgamma: per row a reduction, rows added in sample
+// order, so the result does not depend on the block size. Grid (blocks), local (1).
+__kernel void bn_backward_blocks_rows(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
+                                      const int channels, const int inner, const int outer,
+                                      const int block_channels, const real inv_m,
+                                      __global const real* mean_hi, __global const real* mean_lo,
+                                      __global const real* invstd, __global const real* gamma,
+                                      __global real* dbeta, __global real* dgamma,
+                                      __global const store_t* yact, const int act, __global store_t* dres) {
+    const int c0 = min((int) get_global_id(0) * block_channels, channels);
+    const int c1 = min(c0 + block_channels, channels);
+    for (int c = c0; c < c1; c++) {
+        dbeta[c] = 0.0f;
+        dgamma[c] = 0.0f;
+    }
+    for (int o = 0; o < outer; o++) {
+        for (int c = c0; c < c1; c++) {
+            const real2 s = rows_grad_sums(x, dy, channels, inner, c, o, o + 1, 1, inner, 0, 1, mean_hi[c],
+                                           mean_lo[c], invstd[c], yact, act);
+            dbeta[c] += s.x;
+            dgamma[c] += s.y;
+        }
+    }
+    for (int o = 0; o < outer; o++) {
+        for (int c = c0; c < c1; c++) {
+            const real is = invstd[c];
+            dx_rows(x, dy, dx, channels, inner, c, o, o + 1, 1, inner, 0, 1, mean_hi[c], mean_lo[c], is,
+                    gamma[c] * is, dbeta[c] * inv_m, dgamma[c] * inv_m, yact, act, dres);
+        }
+    }
+}

@@ -1,6 +1,9 @@
 package dev.clnorm;
 
 import dev.clnorm.backend.Backend;
+import dev.clnorm.backend.DeviceInfo;
+import dev.clnorm.backend.opencl.KernelStyle;
+import dev.clnorm.backend.opencl.OpenClBackend;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -60,6 +63,43 @@ class BatchNormParityTest {
     @ParameterizedTest(name = "{0} {1} {2}", autoCloseArguments = false)
     @MethodSource("cases")
     void trainingForwardBackwardAndInferenceMatchReference(Backend backend, Layout layout, int[] shape) {
+        checkAgainstReference(backend, layout, shape);
+    }
+
+    /** OpenCL CPU devices with their own (CPU) launch plans: the only ones with the channel-block backward. */
+    static Stream<Backend> openClCpuBackends() {
+        return TestBackends.openCl().stream().filter(b -> b.info().kind() == DeviceInfo.Kind.CPU
+                && ((OpenClBackend) b).kernelStyle() != KernelStyle.GPU);
+    }
+
+    /**
+     * On OpenCL CPU devices, short rows whose x and dy together exceed the device's cache take the
+     * channel-block backward (one launch instead of the separate passes' two). The shape is sized
+     * from the cache the device reports, so that this path runs wherever the test does.
+     */
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false, allowZeroInvocations = true)
+    @MethodSource("openClCpuBackends")
+    void shortRowsBeyondTheDeviceCacheTakeTheChannelBlockBackward(Backend b) {
+        int channels = 512;
+        int inner = 49;
+        long perSample = 2L * 4 * channels * inner;  // x and dy, float32
+        int n = (int) (b.info().cacheBytes() / perSample + 2);
+        int[] shape = {n, channels, 7, 7};
+        try (BatchNorm bn = BatchNorm.builder(channels).backend(b).build();
+             Tensor x = Tensor.upload(b, TestData.gaussian(n * channels * inner, 5), Layout.CHANNELS_FIRST, shape);
+             Tensor dy = Tensor.upload(b, TestData.gaussian(n * channels * inner, 6), Layout.CHANNELS_FIRST, shape);
+             Tensor y = Tensor.zeros(b, Layout.CHANNELS_FIRST, shape);
+             Tensor dx = Tensor.zeros(b, Layout.CHANNELS_FIRST, shape)) {
+            bn.forwardTraining(x, y);
+            long before = b.kernelLaunches();
+            bn.backward(x, dy, dx);
+            b.finish();
+            assertEquals(1, b.kernelLaunches() - before, "backward launches for " + n + "x512x7x7");
+        }
+        checkAgainstReference(b, Layout.CHANNELS_FIRST, shape);
+    }
+
+    private static void checkAgainstReference(Backend backend, Layout layout, int[] shape) {
         Geometry g = Geometry.of(shape, layout);
         int nc = g.channels();
         long seed = Arrays.hashCode(shape) * 31L + layout.ordinal();

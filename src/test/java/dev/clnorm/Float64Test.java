@@ -255,7 +255,7 @@ class Float64Test {
         DeviceInfo i = inner.info();
         DeviceInfo info = new DeviceInfo(i.id(), DeviceInfo.Kind.GPU, i.platform(), i.vendor(), "no-fp64 device",
                 i.version(), i.computeUnits(), i.globalMemBytes(), i.maxAllocBytes(), i.maxWorkGroupSize(), false,
-                i.fp16());
+                i.fp16(), i.cacheBytes());
         return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[]{Backend.class},
                 (proxy, method, args) -> {
                     if (method.getName().equals("info")) {

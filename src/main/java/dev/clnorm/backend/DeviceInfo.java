@@ -15,10 +15,12 @@ package dev.clnorm.backend;
  * @param maxWorkGroupSize largest work-group the device accepts (1 for Java)
  * @param fp64          whether double precision is supported
  * @param fp16          whether half precision arithmetic is supported
+ * @param cacheBytes    the device's global memory cache (OpenCL CL_DEVICE_GLOBAL_MEM_CACHE_SIZE; on CPU
+ *                      devices the last-level cache), 0 where unknown (Java)
  */
 public record DeviceInfo(String id, Kind kind, String platform, String vendor, String name, String version,
                          int computeUnits, long globalMemBytes, long maxAllocBytes, long maxWorkGroupSize,
-                         boolean fp64, boolean fp16) {
+                         boolean fp64, boolean fp16, long cacheBytes) {
 
     public enum Kind { GPU, ACCELERATOR, CPU, JAVA }
 

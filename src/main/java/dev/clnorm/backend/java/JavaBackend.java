@@ -33,7 +33,7 @@ public final class JavaBackend implements Backend {
         long maxMemory = Runtime.getRuntime().maxMemory();
         this.info = new DeviceInfo("java", DeviceInfo.Kind.JAVA, "Java", System.getProperty("java.vendor"),
                 "Java backend (" + threads + " threads)", "Java " + Runtime.version(), threads,
-                maxMemory, Math.min(maxMemory, MAX_ARRAY_ELEMENTS * 4), 1, true, false);
+                maxMemory, Math.min(maxMemory, MAX_ARRAY_ELEMENTS * 4), 1, true, false, 0);
     }
 
     ResourceCounters counters() {

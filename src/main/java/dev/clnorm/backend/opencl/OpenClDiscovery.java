@@ -120,7 +120,8 @@ public final class OpenClDiscovery {
                 ClDeviceQuery.deviceLong(id, CL.CL_DEVICE_MAX_MEM_ALLOC_SIZE),
                 ClDeviceQuery.deviceSize(id, CL.CL_DEVICE_MAX_WORK_GROUP_SIZE),
                 extensions.contains("cl_khr_fp64"),
-                extensions.contains("cl_khr_fp16"));
+                extensions.contains("cl_khr_fp16"),
+                ClDeviceQuery.deviceLong(id, CL.CL_DEVICE_GLOBAL_MEM_CACHE_SIZE));
         return new ClDevice(p, d, platform, id, info, ClDeviceQuery.maxWorkItemSizes(id));
     }
 }
