@@ -484,25 +484,32 @@ final class JavaBatchNormOps implements BatchNormOps {
             double[] sum = new double[kk];
             double[] sq = new double[kk];
             float[] meanDev = new float[kk];
+            int w = KERNELS.laneWidth();
+            float[] lanes = new float[kk * w];
             for (int o0 = 0; o0 < outer; o0 += perRun) {
                 int o1 = Math.min(outer, o0 + perRun);
                 java.util.Arrays.fill(sum, 0);
                 java.util.Arrays.fill(sq, 0);
+                java.util.Arrays.fill(lanes, 0);
                 for (int o = o0; o < o1; o++) {
                     for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
-                        sum[c - c0] += KERNELS.sumShifted(x, at, at + inner, shift[c]);
+                        sum[c - c0] += KERNELS.addShiftedLanes(x, at, at + inner, shift[c], lanes, (c - c0) * w);
                     }
                 }
                 double len = (double) (o1 - o0) * inner;
                 for (int i = 0; i < kk; i++) {
+                    sum[i] += laneTotal(lanes, i * w, w);
                     meanDev[i] = (float) (sum[i] / len);
                 }
+                java.util.Arrays.fill(lanes, 0);
                 for (int o = o0; o < o1; o++) {
                     for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
-                        sq[c - c0] += KERNELS.sumSquaredDeviations(x, at, at + inner, shift[c], meanDev[c - c0]);
+                        sq[c - c0] += KERNELS.addSquaredDeviationLanes(x, at, at + inner, shift[c], meanDev[c - c0],
+                                lanes, (c - c0) * w);
                     }
                 }
                 for (int i = 0; i < kk; i++) {
+                    sq[i] += laneTotal(lanes, i * w, w);
                     // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded run mean mf.
                     double exact = sum[i] / len;
                     double off = exact - meanDev[i];
@@ -520,7 +527,16 @@ final class JavaBatchNormOps implements BatchNormOps {
         });
     }
 
-    /** Backward for short rows, in the same channel blocks: gradient sums per row in double, then dx. */
+    /** Sum of lanes[at, at + w) in double, in index order. */
+    private static double laneTotal(float[] lanes, int at, int w) {
+        double t = 0;
+        for (int j = at; j < at + w; j++) {
+            t += lanes[j];
+        }
+        return t;
+    }
+
+    /** Backward for short rows, in the same channel blocks: gradient sums (lanes as in training), then dx. */
     private void shortRowsBackward(Geometry g, float[] x, float[] dy, float[] dx, float[] h, float[] l, float[] is,
                                    float[] gamma, float[] dgamma, float[] dbeta, float invM) {
         int nc = g.channels();
@@ -531,10 +547,23 @@ final class JavaBatchNormOps implements BatchNormOps {
         parallel((nc + k - 1) / k, blk -> {
             int c0 = blk * k;
             int c1 = Math.min(nc, c0 + k);
-            double[] sums = new double[2 * (c1 - c0)];
-            for (int o = 0; o < outer; o++) {
-                for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
-                    KERNELS.gradSumsInto(x, dy, at, at + inner, h[c], l[c], is[c], sums, 2 * (c - c0));
+            int kk = c1 - c0;
+            int w = KERNELS.laneWidth();
+            double[] sums = new double[2 * kk];
+            float[] lanes = new float[2 * kk * w];
+            // Float lanes over runs of at most RUN values per channel, reduced into double once per run.
+            int perRun = Math.max(1, RUN / inner);
+            for (int o0 = 0; o0 < outer; o0 += perRun) {
+                java.util.Arrays.fill(lanes, 0);
+                for (int o = o0; o < Math.min(outer, o0 + perRun); o++) {
+                    for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                        KERNELS.addGradLanes(x, dy, at, at + inner, h[c], l[c], is[c], lanes, 2 * (c - c0) * w, sums,
+                                2 * (c - c0));
+                    }
+                }
+                for (int i = 0; i < kk; i++) {
+                    sums[2 * i] += laneTotal(lanes, 2 * i * w, w);
+                    sums[2 * i + 1] += laneTotal(lanes, (2 * i + 1) * w, w);
                 }
             }
             for (int c = c0; c < c1; c++) {

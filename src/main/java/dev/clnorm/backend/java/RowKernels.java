@@ -32,14 +32,22 @@ interface RowKernels {
      */
     void momentsRows(float[] x, int start, int rows, int stride, int len, float shift, double[] out);
 
-    /** Sum of x[from, to) - shift: the first pass of {@link #moments} over one row. */
-    double sumShifted(float[] x, int from, int to, float shift);
+    /** Width of the lane accumulators the *Lanes methods add into (1: they add nothing there). */
+    int laneWidth();
 
     /**
-     * Sum of (((x - shift) - meanDev) * SQ_SCALE)^2 over x[from, to): the second pass of
-     * {@link #moments} over one row, about a mean (of x - shift) taken over several rows.
+     * First pass of {@link #moments} over one row, x[from, to) - shift: adds whole vectors of the row
+     * lane by lane into lanes[at, at + laneWidth()) (float) and returns the sum of the rest; the two
+     * together are the row's sum. Rows of one channel accumulate in the same lanes, reduced once per
+     * run instead of once per row, which is what short rows (7x7) spend their time on.
      */
-    double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev);
+    double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at);
+
+    /**
+     * Second pass, as {@link #addShiftedLanes}: (((x - shift) - meanDev) * SQ_SCALE)^2 over one row,
+     * about a mean (of x - shift) taken over several rows.
+     */
+    double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes, int at);
 
     /**
      * Per-column moments of a block of {@code rows} rows of {@code cols} columns starting at
@@ -56,8 +64,13 @@ interface RowKernels {
         gradSumsRows(x, dy, from, 1, 0, to - from, h, l, is, out);
     }
 
-    /** {@link #gradSums} into out[at] (sum of dy) and out[at + 1] (sum of dy * xhat). */
-    void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out, int at);
+    /**
+     * {@link #gradSums} over one row, as {@link #addShiftedLanes}: whole vectors go lane by lane into
+     * lanes[at, at + laneWidth()) (sum of dy) and lanes[at + laneWidth(), at + 2 laneWidth()) (sum of
+     * dy * xhat), the rest into rest[restAt] and rest[restAt + 1].
+     */
+    void addGradLanes(float[] x, float[] dy, int from, int to, float h, float l, float is, float[] lanes, int at,
+                      double[] rest, int restAt);
 
     /** {@link #gradSums} over {@code rows} segments of {@code len} values, as {@link #momentsRows}. */
     void gradSumsRows(float[] x, float[] dy, int start, int rows, int stride, int len, float h, float l, float is,

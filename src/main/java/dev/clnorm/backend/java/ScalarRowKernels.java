@@ -4,7 +4,12 @@ package dev.clnorm.backend.java;
 final class ScalarRowKernels implements RowKernels {
 
     @Override
-    public double sumShifted(float[] x, int from, int to, float shift) {
+    public int laneWidth() {
+        return 1;
+    }
+
+    @Override
+    public double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at) {
         double a0 = 0, a1 = 0;
         int e = from;
         for (; e + 1 < to; e += 2) {
@@ -18,7 +23,8 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev) {
+    public double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes,
+                                           int at) {
         double q = 0;
         for (int e = from; e < to; e++) {
             double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
@@ -93,8 +99,8 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out,
-                             int at) {
+    public void addGradLanes(float[] x, float[] dy, int from, int to, float h, float l, float is, float[] lanes,
+                             int at, double[] rest, int restAt) {
         double b = 0;
         double g = 0;
         for (int e = from; e < to; e++) {
@@ -102,8 +108,8 @@ final class ScalarRowKernels implements RowKernels {
             b += dy[e];
             g += (double) dy[e] * xh;
         }
-        out[at] += b;
-        out[at + 1] += g;
+        rest[restAt] += b;
+        rest[restAt + 1] += g;
     }
 
     @Override

@@ -18,14 +18,22 @@ final class VectorRowKernels implements RowKernels {
     // (it boxes it, allocating per row), which made short rows slower, not faster.
 
     @Override
-    public double sumShifted(float[] x, int from, int to, float shift) {
+    public int laneWidth() {
+        return N;
+    }
+
+    @Override
+    public double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at) {
         int e = from;
         int bound = from + S.loopBound(to - from);
-        FloatVector acc = FloatVector.zero(S);
-        for (; e < bound; e += N) {
-            acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+        if (bound > from) {
+            FloatVector acc = FloatVector.fromArray(S, lanes, at);
+            for (; e < bound; e += N) {
+                acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+            }
+            acc.intoArray(lanes, at);
         }
-        double s = acc.reduceLanes(VectorOperators.ADD);
+        double s = 0;
         for (; e < to; e++) {
             s += x[e] - shift;
         }
@@ -33,15 +41,19 @@ final class VectorRowKernels implements RowKernels {
     }
 
     @Override
-    public double sumSquaredDeviations(float[] x, int from, int to, float shift, float meanDev) {
+    public double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes,
+                                           int at) {
         int e = from;
         int bound = from + S.loopBound(to - from);
-        FloatVector acc = FloatVector.zero(S);
-        for (; e < bound; e += N) {
-            FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
-            acc = d.fma(d, acc);
+        if (bound > from) {
+            FloatVector acc = FloatVector.fromArray(S, lanes, at);
+            for (; e < bound; e += N) {
+                FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
+                acc = d.fma(d, acc);
+            }
+            acc.intoArray(lanes, at);
         }
-        double q = acc.reduceLanes(VectorOperators.ADD);
+        double q = 0;
         for (; e < to; e++) {
             double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
             q += d * d;
@@ -161,26 +173,30 @@ final class VectorRowKernels implements RowKernels {
     }
 
     @Override
-    public void gradSumsInto(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out,
-                             int at) {
+    public void addGradLanes(float[] x, float[] dy, int from, int to, float h, float l, float is, float[] lanes,
+                             int at, double[] rest, int restAt) {
         int e = from;
         int bound = from + S.loopBound(to - from);
-        FloatVector sb = FloatVector.zero(S);
-        FloatVector sg = FloatVector.zero(S);
-        for (; e < bound; e += N) {
-            FloatVector d = FloatVector.fromArray(S, dy, e);
-            sb = sb.add(d);
-            sg = d.fma(FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is), sg);
+        if (bound > from) {
+            FloatVector sb = FloatVector.fromArray(S, lanes, at);
+            FloatVector sg = FloatVector.fromArray(S, lanes, at + N);
+            for (; e < bound; e += N) {
+                FloatVector d = FloatVector.fromArray(S, dy, e);
+                sb = sb.add(d);
+                sg = d.fma(FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is), sg);
+            }
+            sb.intoArray(lanes, at);
+            sg.intoArray(lanes, at + N);
         }
-        double b = sb.reduceLanes(VectorOperators.ADD);
-        double g = sg.reduceLanes(VectorOperators.ADD);
+        double b = 0;
+        double g = 0;
         for (; e < to; e++) {
             float xhat = ((x[e] - h) - l) * is;
             b += dy[e];
             g += (double) dy[e] * xhat;
         }
-        out[at] += b;
-        out[at + 1] += g;
+        rest[restAt] += b;
+        rest[restAt + 1] += g;
     }
 
     @Override

@@ -196,15 +196,34 @@ class RowKernelsTest {
             }
             for (RowKernels k : implementations()) {
                 String what = k.getClass().getSimpleName() + " len " + len;
-                assertEquals(s, k.sumShifted(x, 3, 3 + len, shift), 1e-6 * len * 3, what + " sum");
-                assertEquals(q, k.sumSquaredDeviations(x, 3, 3 + len, shift, meanDev), 1e-6 * q + 1e-20,
-                        what + " squared deviations");
+                // Lanes start at 0.5 each (a previous row's partial sums): the kernel adds to them, and the
+                // lanes' growth plus the returned rest is the row's sum.
+                int w = k.laneWidth();
+                float[] lanes = new float[w + 2];
+                java.util.Arrays.fill(lanes, 0.5f);
+                double rest = k.addShiftedLanes(x, 3, 3 + len, shift, lanes, 1);
+                assertEquals(s, rest + laneGrowth(lanes, 1, w, 0.5f), 1e-6 * len * 3, what + " sum");
+                assertEquals(0.5f, lanes[0], 0f, what + " lane before untouched");
+                assertEquals(0.5f, lanes[w + 1], 0f, what + " lane after untouched");
+                // Scaled squares are tiny (SQ_SCALE^2 = 2^-32), so these lanes start from 0, as each run's do.
+                java.util.Arrays.fill(lanes, 0f);
+                rest = k.addSquaredDeviationLanes(x, 3, 3 + len, shift, meanDev, lanes, 1);
+                assertEquals(q, rest + laneGrowth(lanes, 1, w, 0f), 1e-6 * q + 1e-20, what + " squared deviations");
                 double[] out = {7, 11, 13};
-                k.gradSumsInto(x, dy, 3, 3 + len, 1e4f, 1e-4f, 0.7f, out, 1);
+                float[] gl = new float[2 * w];
+                k.addGradLanes(x, dy, 3, 3 + len, 1e4f, 1e-4f, 0.7f, gl, 0, out, 1);
                 assertEquals(7, out[0], 0, what + " slot before untouched");
-                assertEquals(11 + b, out[1], 1e-5 * len, what + " sum dy");
-                assertEquals(13 + g, out[2], 1e-5 * len, what + " sum dy*xhat");
+                assertEquals(11 + b, out[1] + laneGrowth(gl, 0, w, 0f), 1e-5 * len, what + " sum dy");
+                assertEquals(13 + g, out[2] + laneGrowth(gl, w, w, 0f), 1e-5 * len, what + " sum dy*xhat");
             }
         }
+    }
+
+    private static double laneGrowth(float[] lanes, int at, int w, float start) {
+        double t = 0;
+        for (int j = at; j < at + w; j++) {
+            t += (double) lanes[j] - start;
+        }
+        return t;
     }
 }
