@@ -353,8 +353,8 @@ final class JavaBatchNormOps implements BatchNormOps {
                 double[] m2 = new double[1];
                 double[] scratch = new double[2];
                 if (inner < RUN) {
-                    // Short rows: one run spans several rows, so a 14x14 channel costs a few
-                    // reductions and merges instead of one per row.
+                    // Rows of 512 to RUN values (shorter ones take shortRowsTraining): one run spans
+                    // several rows, a few reductions and merges instead of one per row.
                     int perRun = RUN / inner;
                     for (int o = 0; o < g.outer(); o += perRun) {
                         int rows = Math.min(perRun, g.outer() - o);

@@ -288,6 +288,10 @@ final class VectorRowKernels implements RowKernels {
         }
     }
 
+    // affineColumns and dxColumns keep a separate loop for the rows after the last group of four: one
+    // loop with a variable group size measured 1.06-1.10x the (N, C) backward time (C2 unrolls the fixed
+    // four; interleaved A/B on 4096x1024).
+
     @Override
     public void affineColumns(float[] x, float[] y, int start, int rows, int cols, float[] h, float[] l, float[] is,
                               float[] ga, float[] be) {
