@@ -36,6 +36,15 @@ public interface Backend extends AutoCloseable {
     /** Device-side copy of {@code elements} values: no host transfer. */
     void copy(DeviceBuffer src, DeviceBuffer dst, long elements);
 
+    /**
+     * The bench's reference for backward, not a batch-norm operation: the memory traffic of a
+     * backward whose x and dy do not stay in cache between its two passes (dx needs sums over the
+     * whole channel first), with no arithmetic to speak of. One pass reads x and dy, summing them; a
+     * second reads both again and writes dx = x + dy - mean(x + dy). FLOAT32 buffers of at least
+     * {@code elements} values; no host transfer, no blocking wait.
+     */
+    void backwardFloor(DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx, long elements);
+
     /** Operations for one layer of {@code channels} channels. */
     BatchNormOps createBatchNormOps(int channels);
 

@@ -120,6 +120,7 @@ public final class BenchRunner {
                         bn.forwardTraining(x, y);
                         bn.backward(x, dy, dx);
                     };
+                    case BACKWARD_FLOOR -> () -> backend.backwardFloor(x.buffer(), dy.buffer(), dx.buffer(), n);
                     case COPY -> throw new AssertionError();
                 };
                 out.add(measure(backend, shape, layout, op, n, copyGbps, call));

@@ -5,6 +5,11 @@ public enum Op {
     TRAIN_FORWARD("train_forward", 12),
     INFERENCE("inference", 8),
     BACKWARD("backward", 12),
+    /**
+     * A second yardstick, for backward: {@code Backend.backwardFloor}, backward's memory traffic when x
+     * and dy leave the cache between its two passes, without its arithmetic. Counted as backward is.
+     */
+    BACKWARD_FLOOR("backward_floor", 12),
     TRAIN_STEP("train_step", 24),
     /** The yardstick: read and write each element once. */
     COPY("copy", 8);
@@ -32,6 +37,6 @@ public enum Op {
             }
         }
         throw new IllegalArgumentException("unknown operation '" + s + "'; use train_forward, inference, backward, "
-                + "train_step or copy");
+                + "train_step, copy or backward_floor");
     }
 }

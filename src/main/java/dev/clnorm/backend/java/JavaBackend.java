@@ -203,6 +203,44 @@ public final class JavaBackend implements Backend {
         })).join();
     }
 
+    /**
+     * Two parallel passes over the same contiguous chunks as {@link #copy}: the chunks' sums, then
+     * dx = x + dy - mean, the loops of {@link RowKernels#best()} as the batch-norm code uses them.
+     */
+    @Override
+    public void backwardFloor(DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, long elements) {
+        checkOpen();
+        float[] x = cast(this, xb, ElementType.FLOAT32, "x").floats();
+        float[] dy = cast(this, dyb, ElementType.FLOAT32, "dy").floats();
+        float[] dx = cast(this, dxb, ElementType.FLOAT32, "dx").floats();
+        if (elements > Math.min(x.length, Math.min(dy.length, dx.length))) {
+            throw new IllegalArgumentException("backward floor over " + elements + " elements with buffers of "
+                    + x.length + ", " + dy.length + " and " + dx.length);
+        }
+        int n = (int) elements;
+        if (n == 0) {
+            return;
+        }
+        int chunks = (int) Math.min(pool.getParallelism() * 4L, Math.max(1, n / COPY_CHUNK_MIN));
+        long size = ((long) n + chunks - 1) / chunks;
+        double[] sums = new double[chunks];
+        pool.submit(() -> java.util.stream.IntStream.range(0, chunks).parallel().forEach(k -> {
+            int start = (int) Math.min(n, k * size);
+            sums[k] = FLOOR_KERNELS.sumPair(x, dy, start, (int) Math.min(n, start + size));
+        })).join();
+        double total = 0;
+        for (double s : sums) {
+            total += s;
+        }
+        float mean = (float) (total / n);
+        pool.submit(() -> java.util.stream.IntStream.range(0, chunks).parallel().forEach(k -> {
+            int start = (int) Math.min(n, k * size);
+            FLOOR_KERNELS.addPair(x, dy, dx, start, (int) Math.min(n, start + size), mean);
+        })).join();
+    }
+
+    private static final RowKernels FLOOR_KERNELS = RowKernels.best();
+
     /** Below this many elements per chunk a parallel copy costs more than it saves. */
     private static final int COPY_CHUNK_MIN = 1 << 16;
 

@@ -95,6 +95,12 @@ interface RowKernels {
     void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int cols, float[] h, float[] l,
                    float[] is, float[] scale, float[] db, float[] dg);
 
+    /** Bench reference (see JavaBackend.backwardFloor): sum of a[i] + b[i] over [from, to). */
+    double sumPair(float[] a, float[] b, int from, int to);
+
+    /** Bench reference: out[i] = a[i] + b[i] - minus over [from, to). */
+    void addPair(float[] a, float[] b, float[] out, int from, int to, float minus);
+
     /** The fastest implementation this JVM can run. */
     static RowKernels best() {
         boolean vectorModule = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();

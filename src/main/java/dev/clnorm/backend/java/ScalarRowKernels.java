@@ -188,4 +188,28 @@ final class ScalarRowKernels implements RowKernels {
             }
         }
     }
+
+    @Override
+    public double sumPair(float[] a, float[] b, int from, int to) {
+        // Four accumulators: one would make the loop wait on each add's latency, not on memory.
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int e = from;
+        for (; e + 3 < to; e += 4) {
+            s0 += a[e] + b[e];
+            s1 += a[e + 1] + b[e + 1];
+            s2 += a[e + 2] + b[e + 2];
+            s3 += a[e + 3] + b[e + 3];
+        }
+        for (; e < to; e++) {
+            s0 += a[e] + b[e];
+        }
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    @Override
+    public void addPair(float[] a, float[] b, float[] out, int from, int to, float minus) {
+        for (int e = from; e < to; e++) {
+            out[e] = a[e] + b[e] - minus;
+        }
+    }
 }

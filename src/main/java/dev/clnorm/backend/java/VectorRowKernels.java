@@ -379,4 +379,32 @@ final class VectorRowKernels implements RowKernels {
             }
         }
     }
+
+    @Override
+    public double sumPair(float[] a, float[] b, int from, int to) {
+        // Two accumulators, so that consecutive vector adds do not wait on each other.
+        FloatVector s0 = FloatVector.zero(S);
+        FloatVector s1 = FloatVector.zero(S);
+        int e = from;
+        for (; e + 2 * N <= to; e += 2 * N) {
+            s0 = s0.add(FloatVector.fromArray(S, a, e).add(FloatVector.fromArray(S, b, e)));
+            s1 = s1.add(FloatVector.fromArray(S, a, e + N).add(FloatVector.fromArray(S, b, e + N)));
+        }
+        double s = s0.add(s1).reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            s += a[e] + b[e];
+        }
+        return s;
+    }
+
+    @Override
+    public void addPair(float[] a, float[] b, float[] out, int from, int to, float minus) {
+        int e = from;
+        for (int bound = from + S.loopBound(to - from); e < bound; e += N) {
+            FloatVector.fromArray(S, a, e).add(FloatVector.fromArray(S, b, e)).sub(minus).intoArray(out, e);
+        }
+        for (; e < to; e++) {
+            out[e] = a[e] + b[e] - minus;
+        }
+    }
 }

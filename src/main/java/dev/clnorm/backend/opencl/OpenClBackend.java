@@ -32,6 +32,10 @@ public final class OpenClBackend implements Backend {
     /** Profiling events of launches since {@link #startProfiling()}; null when not profiling. */
     private List<cl_event> profiled;
     private ClKernel copyKernel;
+    private ClKernel floorSums;
+    private ClKernel floorApply;
+    /** One partial sum per work-group of floor_sums; allocated with the floor kernels. */
+    private ClBuffer floorPartials;
     private cl_context context;
     private cl_command_queue queue;
     private volatile boolean closed;
@@ -272,6 +276,47 @@ public final class OpenClBackend implements Backend {
         }
     }
 
+    /**
+     * The floor kernels of opencl-kernels/bench_floor.cl, launched as the batch-norm kernels are on
+     * this kind of device: on CPUs (POCL) 4 contiguous ranges per compute unit, one work-item each;
+     * on GPUs 8 work-groups of up to 256 work-items per compute unit, striding by the grid.
+     */
+    @Override
+    public void backwardFloor(DeviceBuffer xb, DeviceBuffer dyb, DeviceBuffer dxb, long elements) {
+        checkOpen();
+        ClBuffer x = cast(this, xb, ElementType.FLOAT32, "x");
+        ClBuffer dy = cast(this, dyb, ElementType.FLOAT32, "dy");
+        ClBuffer dx = cast(this, dxb, ElementType.FLOAT32, "dx");
+        if (elements > Math.min(x.elements(), Math.min(dy.elements(), dx.elements()))) {
+            throw new IllegalArgumentException("backward floor over " + elements + " elements with buffers of "
+                    + x.elements() + ", " + dy.elements() + " and " + dx.elements());
+        }
+        if (elements == 0) {
+            return;
+        }
+        boolean cpu = kernelStyle == KernelStyle.CPU
+                || (kernelStyle == KernelStyle.AUTO && info().kind() == DeviceInfo.Kind.CPU);
+        int cus = Math.max(1, info().computeUnits());
+        synchronized (this) {
+            if (floorSums == null) {
+                ClProgram p = program(KernelSources.load("bench_floor.cl"), "-cl-std=CL1.2");
+                floorSums = p.createKernel("floor_sums");
+                floorApply = p.createKernel("floor_apply");
+                floorPartials = (ClBuffer) allocate(8L * cus, ElementType.FLOAT32);
+            }
+            long local = cpu ? 1 : Math.min(256, Integer.highestOneBit((int) Math.max(1,
+                    Math.min(floorSums.maxWorkGroupSize(), floorApply.maxWorkGroupSize()))));
+            int groups = cpu ? 4 * cus : 8 * cus;
+            int chunked = cpu ? 1 : 0;
+            floorSums.arg(0, x).arg(1, dy).arg(2, (int) elements).arg(3, chunked).arg(4, floorPartials)
+                    .localArg(5, local * Sizeof.cl_float);
+            floorSums.launch(new long[]{groups * local}, new long[]{local});
+            floorApply.arg(0, x).arg(1, dy).arg(2, dx).arg(3, (int) elements).arg(4, chunked).arg(5, floorPartials)
+                    .arg(6, groups).localArg(7, local * Sizeof.cl_float);
+            floorApply.launch(new long[]{groups * local}, new long[]{local});
+        }
+    }
+
     @Override
     public BatchNormOps createBatchNormOps(int channels) {
         checkOpen();
@@ -377,6 +422,11 @@ public final class OpenClBackend implements Backend {
         closed = true;
         if (copyKernel != null) {
             copyKernel.close();
+        }
+        if (floorSums != null) {
+            floorSums.close();
+            floorApply.close();
+            floorPartials.close();
         }
         if (profiled != null) {
             profiled.forEach(CL::clReleaseEvent);

@@ -226,4 +226,36 @@ class RowKernelsTest {
         }
         return t;
     }
+
+    @Test
+    void backwardFloorLoopsSumAndCentreEveryElementOfTheirRange() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(9);
+        float[] a = new float[1000];
+        float[] b = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) (r.nextDouble() * 3);
+            b[i] = (float) (r.nextDouble() - 0.5);
+        }
+        for (RowKernels k : implementations()) {
+            for (int[] range : new int[][]{{0, 1000}, {3, 1000}, {17, 18}, {100, 133}, {5, 5}}) {
+                double want = 0;
+                double wantAbs = 0;
+                for (int i = range[0]; i < range[1]; i++) {
+                    want += (double) a[i] + b[i];
+                    wantAbs += Math.abs((double) a[i] + b[i]);
+                }
+                // Float lanes: the worst-case bound of a float32 sum, count x 2^-24 x sum of |terms|;
+                // a vector of elements left out (|a + b| is about 1.5 on average) exceeds it many times over.
+                double tol = (range[1] - range[0]) * 0x1p-24 * wantAbs;
+                assertEquals(want, k.sumPair(a, b, range[0], range[1]), tol, k + " sum " + range[0] + ".." + range[1]);
+                float[] out = new float[a.length];
+                java.util.Arrays.fill(out, -7f);
+                k.addPair(a, b, out, range[0], range[1], 0.25f);
+                for (int i = 0; i < a.length; i++) {
+                    float expected = i >= range[0] && i < range[1] ? a[i] + b[i] - 0.25f : -7f;
+                    assertEquals(expected, out[i], k + " out[" + i + "] of " + range[0] + ".." + range[1]);
+                }
+            }
+        }
+    }
 }

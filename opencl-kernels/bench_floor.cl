@@ -1,0 +1,90 @@
+// The bench's reference for backward, not a batch-norm operation (Backend.backwardFloor): the
+// traffic a backward cannot avoid when x and dy leave the cache between its two passes — dx needs
+// sums over the whole channel first — with next to no arithmetic. floor_sums reads x and dy once
+// and leaves one partial sum per work-group; floor_apply adds the partials up, reads x and dy again
+// and writes dx = x + dy - mean(x + dy).
+//
+// Traversal as the batch-norm kernels of each device kind: on CPUs (chunked != 0, one work-item per
+// work-group) a work-item streams one contiguous range of float4s; on GPUs neighbouring work-items
+// take neighbouring float4s, striding by the grid. The n % 4 tail belongs to work-item 0.
+
+// The work-group's sum of v (local size a power of two); every work-item gets it.
+inline float group_sum(float v, __local float* scratch) {
+    const int lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = get_local_size(0) / 2; w > 0; w /= 2) {
+        if (lid < w) {
+            scratch[lid] += scratch[lid + w];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+// This work-item's float4 range [*from, *to) and stride.
+inline int floor_range(int vecs, int chunked, int* from, int* to) {
+    const int g = get_global_id(0);
+    const int items = get_global_size(0);
+    if (chunked) {
+        const int per = (vecs + items - 1) / items;
+        *from = min(g * per, vecs);
+        *to = min(*from + per, vecs);
+        return 1;
+    }
+    *from = g;
+    *to = vecs;
+    return items;
+}
+
+__kernel void floor_sums(__global const float* x, __global const float* dy, const int n, const int chunked,
+                         __global float* partials, __local float* scratch) {
+    int from;
+    int to;
+    const int step = floor_range(n / 4, chunked, &from, &to);
+    // Two accumulators, so that consecutive adds do not wait on each other.
+    float4 s0 = (float4) 0.0f;
+    float4 s1 = (float4) 0.0f;
+    int v = from;
+    for (; v + step < to; v += 2 * step) {
+        s0 += vload4(v, x) + vload4(v, dy);
+        s1 += vload4(v + step, x) + vload4(v + step, dy);
+    }
+    if (v < to) {
+        s0 += vload4(v, x) + vload4(v, dy);
+    }
+    const float4 s = s0 + s1;
+    float mine = (s.x + s.y) + (s.z + s.w);
+    if (get_global_id(0) == 0) {
+        for (int e = n / 4 * 4; e < n; e++) {
+            mine += x[e] + dy[e];
+        }
+    }
+    const float total = group_sum(mine, scratch);
+    if (get_local_id(0) == 0) {
+        partials[get_group_id(0)] = total;
+    }
+}
+
+__kernel void floor_apply(__global const float* x, __global const float* dy, __global float* dx, const int n,
+                          const int chunked, __global const float* partials, const int groups,
+                          __local float* scratch) {
+    float mine = 0.0f;
+    for (int i = get_local_id(0); i < groups; i += get_local_size(0)) {
+        mine += partials[i];
+    }
+    const float mean = group_sum(mine, scratch) / n;
+    int from;
+    int to;
+    const int step = floor_range(n / 4, chunked, &from, &to);
+    for (int v = from; v < to; v += step) {
+        vstore4(vload4(v, x) + vload4(v, dy) - mean, v, dx);
+    }
+    if (get_global_id(0) == 0) {
+        for (int e = n / 4 * 4; e < n; e++) {
+            dx[e] = x[e] + dy[e] - mean;
+        }
+    }
+}
