@@ -250,12 +250,12 @@ __kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, 
     for (int r = r0; r < r1; r += FLAT_RB) {
         const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {
-            const realv h = vloadv(0, mean_hi + j);
-            const realv l = vloadv(0, mean_lo + j);
-            const realv is = vloadv(0, invstd + j);
-            const realv scale = vloadv(0, gamma + j) * is;
-            const realv db = vloadv(0, dbeta + j) * inv_m;
-            const realv dg = vloadv(0, dgamma + j) * inv_m;
+            const realv h = PARAMV(mean_hi, j);
+            const realv l = PARAMV(mean_lo, j);
+            const realv is = PARAMV(invstd, j);
+            const realv scale = PARAMV(gamma, j) * is;
+            const realv db = PARAMV(dbeta, j) * inv_m;
+            const realv dg = PARAMV(dgamma, j) * inv_m;
             for (int b = 0; b < rows; b++) {
                 const int e = (r + b) * channels + j;
                 const realv xhat = ((TLOADV(x + e) - h) - l) * is;
@@ -305,9 +305,9 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
     for (int r = r0; r < r1; r += FLAT_RB) {
         const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {
-            const realv h = vloadv(0, mean_hi + j);
-            const realv l = vloadv(0, mean_lo + j);
-            const realv is = vloadv(0, invstd + j);
+            const realv h = PARAMV(mean_hi, j);
+            const realv l = PARAMV(mean_lo, j);
+            const realv is = PARAMV(invstd, j);
             realv bsum = (realv) 0.0f;
             realv gsum = (realv) 0.0f;
             for (int b = 0; b < rows; b++) {
@@ -316,8 +316,8 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
                 bsum += d;
                 gsum += d * (((TLOADV(x + at) - h) - l) * is);
             }
-            vstorev(vloadv(0, sb + j) + bsum, 0, sb + j);
-            vstorev(vloadv(0, sg + j) + gsum, 0, sg + j);
+            SLOTV(sb, j) += bsum;
+            SLOTV(sg, j) += gsum;
         }
     }
     if (take_ticket_is_last(counter, items, l_flag)) {

@@ -109,12 +109,12 @@ __kernel void bn_affine_flat(__global const store_t* x, __global store_t* y, con
     for (int r = r0; r < r1; r += FLAT_RB) {
         const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {
-            const realv h = vloadv(0, mean_hi + j);
-            const realv l = from_running ? (realv) 0.0f : vloadv(0, mean_lo + j);
-            const realv s2 = vloadv(0, stat2 + j);
+            const realv h = PARAMV(mean_hi, j);
+            const realv l = from_running ? (realv) 0.0f : PARAMV(mean_lo, j);
+            const realv s2 = PARAMV(stat2, j);
             const realv is = from_running ? 1.0f / sqrt(s2 + eps) : s2;
-            const realv ga = vloadv(0, gamma + j);
-            const realv be = vloadv(0, beta + j);
+            const realv ga = PARAMV(gamma, j);
+            const realv be = PARAMV(beta, j);
             for (int b = 0; b < rows; b++) {
                 const int e = (r + b) * channels + j;
                 const realv xhat = ((TLOADV(x + e) - h) - l) * is;

@@ -362,10 +362,10 @@ __kernel void bn_stats_flat(__global const store_t* x, const int channels, const
                 const realv d = (TLOADV(block + b * channels + j) - shift) * STATS_SCALE - m;
                 q += d * d;
             }
-            const realv old = vloadv(0, mean + j);
+            const realv old = SLOTV(mean, j);
             const realv delta = m - old;
-            vstorev(old + delta * wb, 0, mean + j);
-            vstorev(wa * vloadv(0, var + j) + wb * (q / (real) rows) + (delta * wa) * (delta * wb), 0, var + j);
+            SLOTV(mean, j) = old + delta * wb;
+            SLOTV(var, j) = wa * SLOTV(var, j) + wb * (q / (real) rows) + (delta * wa) * (delta * wb);
         }
         n = total;
     }
