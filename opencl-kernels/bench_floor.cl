@@ -6,7 +6,9 @@
 //
 // Traversal as the batch-norm kernels of each device kind: on CPUs (chunked != 0, one work-item per
 // work-group) a work-item streams one contiguous range of float4s; on GPUs neighbouring work-items
-// take neighbouring float4s, striding by the grid. The n % 4 tail belongs to work-item 0.
+// take neighbouring float4s, striding by the grid. The n % 4 tail belongs to work-item 0. The
+// float4s are read through float4 pointers (buffer starts are aligned far beyond 16 bytes): POCL
+// turned vload4 here into pairs of 64-bit loads and a shuffle, a floor slower than backward itself.
 
 // The work-group's sum of v (local size a power of two); every work-item gets it.
 inline float group_sum(float v, __local float* scratch) {
@@ -41,6 +43,8 @@ inline int floor_range(int vecs, int chunked, int* from, int* to) {
 
 __kernel void floor_sums(__global const float* x, __global const float* dy, const int n, const int chunked,
                          __global float* partials, __local float* scratch) {
+    __global const float4* x4 = (__global const float4*) x;
+    __global const float4* dy4 = (__global const float4*) dy;
     int from;
     int to;
     const int step = floor_range(n / 4, chunked, &from, &to);
@@ -49,11 +53,11 @@ __kernel void floor_sums(__global const float* x, __global const float* dy, cons
     float4 s1 = (float4) 0.0f;
     int v = from;
     for (; v + step < to; v += 2 * step) {
-        s0 += vload4(v, x) + vload4(v, dy);
-        s1 += vload4(v + step, x) + vload4(v + step, dy);
+        s0 += x4[v] + dy4[v];
+        s1 += x4[v + step] + dy4[v + step];
     }
     if (v < to) {
-        s0 += vload4(v, x) + vload4(v, dy);
+        s0 += x4[v] + dy4[v];
     }
     const float4 s = s0 + s1;
     float mine = (s.x + s.y) + (s.z + s.w);
@@ -76,11 +80,14 @@ __kernel void floor_apply(__global const float* x, __global const float* dy, __g
         mine += partials[i];
     }
     const float mean = group_sum(mine, scratch) / n;
+    __global const float4* x4 = (__global const float4*) x;
+    __global const float4* dy4 = (__global const float4*) dy;
+    __global float4* dx4 = (__global float4*) dx;
     int from;
     int to;
     const int step = floor_range(n / 4, chunked, &from, &to);
     for (int v = from; v < to; v += step) {
-        vstore4(vload4(v, x) + vload4(v, dy) - mean, v, dx);
+        dx4[v] = x4[v] + dy4[v] - mean;
     }
     if (get_global_id(0) == 0) {
         for (int e = n / 4 * 4; e < n; e++) {
