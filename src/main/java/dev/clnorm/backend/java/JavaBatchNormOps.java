@@ -42,6 +42,16 @@ final class JavaBatchNormOps implements BatchNormOps {
     private static final int BLOCK = 1 << 16;
     /** Longest run summed in float lanes before merging in double: bounds float rounding. */
     static final int RUN = 4096;
+    /**
+     * Elements per block of the cols traversal: as many as COL_BLOCK_MAX (2 MB of floats) while the
+     * tensor still gives COL_BLOCKS_MIN blocks, at least BLOCK. Longer blocks are longer contiguous
+     * streams per task and fewer partials for the serial merge (4096x1024: 256-row blocks instead of
+     * 64, interleaved A/B in two runs: training forward 0.83-0.87x, backward 0.88-0.93x, the unchanged
+     * backward floor 0.97-0.98x; 32x56x56x256 channels-last unchanged). COL_BLOCKS_MIN keeps up to
+     * that many threads busy. Geometry alone decides.
+     */
+    private static final long COL_BLOCK_MAX = 8L * BLOCK;
+    private static final long COL_BLOCKS_MIN = 16;
     /** Rows per float sub-block in the cols traversal, for the same reason. */
     private static final int COL_RUN = 64;
     /** Upper bound on blocks x accumulators, which bounds the partials' memory. */
@@ -89,7 +99,8 @@ final class JavaBatchNormOps implements BatchNormOps {
         static Plan of(Geometry g) {
             if (g.inner() < COLS_MAX_INNER) {
                 int columns = g.channels() * g.inner();
-                long rowsPerBlock = Math.max(1, BLOCK / Math.max(1, columns));
+                long target = Math.max(BLOCK, Math.min(COL_BLOCK_MAX, g.elements() / COL_BLOCKS_MIN));
+                long rowsPerBlock = Math.max(1, target / Math.max(1, columns));
                 long blocks = (g.outer() + rowsPerBlock - 1) / rowsPerBlock;
                 blocks = Math.max(1, Math.min(blocks, Math.max(1, MAX_PARTIALS / columns)));
                 return new Plan(true, (int) blocks, (g.outer() + blocks - 1) / blocks, columns);
