@@ -245,8 +245,9 @@ __kernel void bn_dx_cols(__global const store_t* x, __global const store_t* dy, 
 // vector's parameters, same arithmetic as bn_dx_cols. Grid (items), local (1).
 __kernel void bn_dx_flat(__global const store_t* x, __global const store_t* dy, __global store_t* dx,
                          const int channels, const int outer, const int rows_per_item, DX_ARGS) {
-    const int r0 = min((int) get_global_id(0) * rows_per_item, outer);
-    const int r1 = min(r0 + rows_per_item, outer);
+    int r0;
+    int r1;
+    flat_rows((int) get_global_id(0), rows_per_item, outer, &r0, &r1);
     for (int r = r0; r < r1; r += FLAT_RB) {
         const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {
@@ -292,8 +293,9 @@ __kernel void bn_grad_flat(__global const store_t* x, __global const store_t* dy
                            const int rows_per_item, GRAD_ARGS, __local int* l_flag) {
     const int g = get_global_id(0);
     const int items = get_global_size(0);
-    const int r0 = min(g * rows_per_item, outer);
-    const int r1 = min(r0 + rows_per_item, outer);
+    int r0;
+    int r1;
+    flat_rows(g, rows_per_item, outer, &r0, &r1);
     __global real* sb = part_db + g * channels;
     __global real* sg = part_dg + g * channels;
     for (int j = 0; j < channels; j += VEC) {

@@ -267,6 +267,12 @@ inline int take_ticket_is_last(volatile __global int* counter, int groups, __loc
     return last;
 }
 
+// Rows [*r0, *r1) of the (outer) x (channels) matrix that FLAT work-item g owns.
+inline void flat_rows(int g, int rows_per_item, int outer, int* r0, int* r1) {
+    *r0 = min(g * rows_per_item, outer);
+    *r1 = min(*r0 + rows_per_item, outer);
+}
+
 inline int flat_local_id(void) {
     return get_local_id(1) * get_local_size(0) + get_local_id(0);
 }

@@ -104,8 +104,9 @@ __kernel void bn_affine_flat(__global const store_t* x, __global store_t* y, con
                              __global const real* stat2,
                              __global const real* gamma, __global const real* beta,
                              __global const store_t* residual, const int act) {
-    const int r0 = min((int) get_global_id(0) * rows_per_item, outer);
-    const int r1 = min(r0 + rows_per_item, outer);
+    int r0;
+    int r1;
+    flat_rows((int) get_global_id(0), rows_per_item, outer, &r0, &r1);
     for (int r = r0; r < r1; r += FLAT_RB) {
         const int rows = min(FLAT_RB, r1 - r);
         for (int j = 0; j < channels; j += VEC) {

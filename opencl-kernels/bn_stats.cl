@@ -335,8 +335,9 @@ __kernel void bn_stats_flat(__global const store_t* x, const int channels, const
                             STATS_FINALIZE_ARGS, __local int* l_flag) {
     const int g = get_global_id(0);
     const int items = get_global_size(0);
-    const int r0 = min(g * rows_per_item, outer);
-    const int r1 = min(r0 + rows_per_item, outer);
+    int r0;
+    int r1;
+    flat_rows(g, rows_per_item, outer, &r0, &r1);
     __global real* mean = part_mean + g * channels;
     __global real* var = part_var + g * channels;
     for (int j = 0; j < channels; j += VEC) {

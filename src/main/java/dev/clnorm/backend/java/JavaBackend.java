@@ -190,7 +190,7 @@ public final class JavaBackend implements Backend {
         // Parallel over contiguous chunks: this is the bench's bandwidth yardstick for the Java
         // backend, so it uses every core the way the batch-norm code does.
         int n = (int) elements;
-        int chunks = (int) Math.min(pool.getParallelism() * 4L, Math.max(1, n / COPY_CHUNK_MIN));
+        int chunks = copyChunks(n);
         if (chunks <= 1) {
             System.arraycopy(from, 0, to, 0, n);
             return;
@@ -221,7 +221,7 @@ public final class JavaBackend implements Backend {
         if (n == 0) {
             return;
         }
-        int chunks = (int) Math.min(pool.getParallelism() * 4L, Math.max(1, n / COPY_CHUNK_MIN));
+        int chunks = copyChunks(n);
         long size = ((long) n + chunks - 1) / chunks;
         double[] sums = new double[chunks];
         pool.submit(() -> java.util.stream.IntStream.range(0, chunks).parallel().forEach(k -> {
@@ -240,6 +240,11 @@ public final class JavaBackend implements Backend {
     }
 
     private static final RowKernels FLOOR_KERNELS = RowKernels.best();
+
+    /** Contiguous chunks a copy-like pass over n elements is split into: 4 per thread, none too small. */
+    private int copyChunks(int n) {
+        return (int) Math.min(pool.getParallelism() * 4L, Math.max(1, n / COPY_CHUNK_MIN));
+    }
 
     /** Below this many elements per chunk a parallel copy costs more than it saves. */
     private static final int COPY_CHUNK_MIN = 1 << 16;

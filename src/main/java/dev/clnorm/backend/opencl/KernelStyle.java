@@ -10,5 +10,10 @@ package dev.clnorm.backend.opencl;
 public enum KernelStyle {
     AUTO,
     CPU,
-    GPU
+    GPU;
+
+    /** Whether this style runs the CPU launch plans on a device of the given kind. */
+    public boolean cpuPlans(dev.clnorm.backend.DeviceInfo.Kind kind) {
+        return this == CPU || (this == AUTO && kind == dev.clnorm.backend.DeviceInfo.Kind.CPU);
+    }
 }

@@ -294,8 +294,7 @@ public final class OpenClBackend implements Backend {
         if (elements == 0) {
             return;
         }
-        boolean cpu = kernelStyle == KernelStyle.CPU
-                || (kernelStyle == KernelStyle.AUTO && info().kind() == DeviceInfo.Kind.CPU);
+        boolean cpu = kernelStyle.cpuPlans(info().kind());
         int cus = Math.max(1, info().computeUnits());
         synchronized (this) {
             if (floorSums == null) {

@@ -61,7 +61,7 @@ final class OpenClBatchNormOps implements BatchNormOps {
                   int colsRowsPerGroup) {
         static Tuning of(DeviceInfo d, long[] maxItems, KernelStyle style) {
             int cus = Math.max(1, d.computeUnits());
-            boolean cpu = style == KernelStyle.CPU || (style == KernelStyle.AUTO && d.kind() == DeviceInfo.Kind.CPU);
+            boolean cpu = style.cpuPlans(d.kind());
             if (cpu) {
                 // Many work-groups per device: they balance the threads, and shorter sequential
                 // streams per work-item keep the statistics' rounding small.
