@@ -45,6 +45,14 @@ public interface Backend extends AutoCloseable {
      */
     void backwardFloor(DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx, long elements);
 
+    /**
+     * The same reference for training forward: the traffic of a forward whose x does not stay in
+     * cache between its statistics pass and its normalize pass. One pass reads x, summing it; a
+     * second reads x again and writes y = x - mean(x). FLOAT32 buffers of at least {@code elements}
+     * values; no host transfer, no blocking wait.
+     */
+    void forwardFloor(DeviceBuffer x, DeviceBuffer y, long elements);
+
     /** Operations for one layer of {@code channels} channels. */
     BatchNormOps createBatchNormOps(int channels);
 

@@ -120,6 +120,7 @@ public final class BenchRunner {
                         bn.forwardTraining(x, y);
                         bn.backward(x, dy, dx);
                     };
+                    case FORWARD_FLOOR -> () -> backend.forwardFloor(x.buffer(), y.buffer(), n);
                     case BACKWARD_FLOOR -> () -> backend.backwardFloor(x.buffer(), dy.buffer(), dx.buffer(), n);
                     case COPY -> throw new AssertionError();
                 };

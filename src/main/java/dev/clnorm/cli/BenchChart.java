@@ -51,8 +51,8 @@ final class BenchChart {
                 shapes.add(s);
             }
             devices.putIfAbsent(r.deviceId(), r.deviceName());
-            // The references are no panels of their own: copy is drawn in every panel, the floor not at all.
-            if (r.op() != Op.COPY && r.op() != Op.BACKWARD_FLOOR && !ops.contains(r.op())) {
+            // The references are no panels of their own: copy is drawn in every panel, the floors not at all.
+            if (!r.op().isYardstick() && !ops.contains(r.op())) {
                 ops.add(r.op());
             }
         }

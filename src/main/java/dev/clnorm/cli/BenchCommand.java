@@ -39,9 +39,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--layout", description = "nchw or nhwc (default ${DEFAULT-VALUE}).", defaultValue = "nchw")
     String layout;
 
-    @Option(names = "--ops", split = ",", description = "Operations: train_forward, inference, backward, "
-            + "backward_floor, train_step (default: all). backward_floor is a reference, not batch norm: backward's "
-            + "memory traffic when x and dy leave the cache between its two passes, without its arithmetic.")
+    @Option(names = "--ops", split = ",", description = "Operations: train_forward, forward_floor, inference, "
+            + "backward, backward_floor, train_step (default: all). The floors are references, not batch norm: the "
+            + "memory traffic of training forward (backward) when x (x and dy) leave the cache between its two "
+            + "passes, without its arithmetic.")
     List<String> ops;
 
     @Option(names = "--warmup", defaultValue = "3", description = "Untimed calls first (default ${DEFAULT-VALUE}).")
@@ -87,7 +88,8 @@ final class BenchCommand implements Callable<Integer> {
         }
         EnumSet<Op> opSet = EnumSet.noneOf(Op.class);
         if (ops == null) {
-            opSet.addAll(EnumSet.of(Op.TRAIN_FORWARD, Op.INFERENCE, Op.BACKWARD, Op.BACKWARD_FLOOR, Op.TRAIN_STEP));
+            opSet.addAll(EnumSet.of(Op.TRAIN_FORWARD, Op.FORWARD_FLOOR, Op.INFERENCE, Op.BACKWARD, Op.BACKWARD_FLOOR,
+                    Op.TRAIN_STEP));
         } else {
             for (String o : ops) {
                 opSet.add(Op.parse(o));
@@ -147,7 +149,8 @@ final class BenchCommand implements Callable<Integer> {
         for (String note : notes) {
             System.out.println("note: " + note);
         }
-        System.out.println("GB/s = minimum traffic (train_forward 12, inference 8, backward and backward_floor 12, "
+        System.out.println("GB/s = minimum traffic (train_forward and forward_floor 12, inference 8, backward and "
+                + "backward_floor 12, "
                 + "train_step 24, copy 8 bytes/element) / median wall time; kernel ms from OpenCL profiling events; % copy against the "
                 + "same device's copy on the same element count in this run; vs java = Java median / device median.");
         if (!latencies.isEmpty()) {

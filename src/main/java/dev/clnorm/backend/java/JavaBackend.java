@@ -217,7 +217,38 @@ public final class JavaBackend implements Backend {
             throw new IllegalArgumentException("backward floor over " + elements + " elements with buffers of "
                     + x.length + ", " + dy.length + " and " + dx.length);
         }
-        int n = (int) elements;
+        twoPasses((int) elements, (from, to) -> FLOOR_KERNELS.sumPair(x, dy, from, to),
+                (from, to, mean) -> FLOOR_KERNELS.addPair(x, dy, dx, from, to, mean));
+    }
+
+    /** As {@link #backwardFloor}, for training forward: the chunks' sums of x, then y = x - mean. */
+    @Override
+    public void forwardFloor(DeviceBuffer xb, DeviceBuffer yb, long elements) {
+        checkOpen();
+        float[] x = cast(this, xb, ElementType.FLOAT32, "x").floats();
+        float[] y = cast(this, yb, ElementType.FLOAT32, "y").floats();
+        if (elements > Math.min(x.length, y.length)) {
+            throw new IllegalArgumentException("forward floor over " + elements + " elements with buffers of "
+                    + x.length + " and " + y.length);
+        }
+        twoPasses((int) elements, (from, to) -> FLOOR_KERNELS.sum(x, from, to),
+                (from, to, mean) -> FLOOR_KERNELS.centre(x, y, from, to, mean));
+    }
+
+    /** A floor's first pass over [from, to): its sum. */
+    @FunctionalInterface
+    private interface ChunkSum {
+        double sum(int from, int to);
+    }
+
+    /** A floor's second pass over [from, to), given the mean of the first. */
+    @FunctionalInterface
+    private interface ChunkApply {
+        void apply(int from, int to, float mean);
+    }
+
+    /** The floors' two parallel passes over copy's chunks of n elements, the sums added in chunk order. */
+    private void twoPasses(int n, ChunkSum first, ChunkApply second) {
         if (n == 0) {
             return;
         }
@@ -226,7 +257,7 @@ public final class JavaBackend implements Backend {
         double[] sums = new double[chunks];
         pool.submit(() -> java.util.stream.IntStream.range(0, chunks).parallel().forEach(k -> {
             int start = (int) Math.min(n, k * size);
-            sums[k] = FLOOR_KERNELS.sumPair(x, dy, start, (int) Math.min(n, start + size));
+            sums[k] = first.sum(start, (int) Math.min(n, start + size));
         })).join();
         double total = 0;
         for (double s : sums) {
@@ -235,7 +266,7 @@ public final class JavaBackend implements Backend {
         float mean = (float) (total / n);
         pool.submit(() -> java.util.stream.IntStream.range(0, chunks).parallel().forEach(k -> {
             int start = (int) Math.min(n, k * size);
-            FLOOR_KERNELS.addPair(x, dy, dx, start, (int) Math.min(n, start + size), mean);
+            second.apply(start, (int) Math.min(n, start + size), mean);
         })).join();
     }
 

@@ -101,6 +101,12 @@ interface RowKernels {
     /** Bench reference: out[i] = a[i] + b[i] - minus over [from, to). */
     void addPair(float[] a, float[] b, float[] out, int from, int to, float minus);
 
+    /** Bench reference (see JavaBackend.forwardFloor): sum of a[i] over [from, to). */
+    double sum(float[] a, int from, int to);
+
+    /** Bench reference: out[i] = a[i] - minus over [from, to). */
+    void centre(float[] a, float[] out, int from, int to, float minus);
+
     /** The fastest implementation this JVM can run. */
     static RowKernels best() {
         boolean vectorModule = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();

@@ -212,4 +212,28 @@ final class ScalarRowKernels implements RowKernels {
             out[e] = a[e] + b[e] - minus;
         }
     }
+
+    @Override
+    public double sum(float[] a, int from, int to) {
+        // Four accumulators, as in sumPair.
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int e = from;
+        for (; e + 3 < to; e += 4) {
+            s0 += a[e];
+            s1 += a[e + 1];
+            s2 += a[e + 2];
+            s3 += a[e + 3];
+        }
+        for (; e < to; e++) {
+            s0 += a[e];
+        }
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    @Override
+    public void centre(float[] a, float[] out, int from, int to, float minus) {
+        for (int e = from; e < to; e++) {
+            out[e] = a[e] - minus;
+        }
+    }
 }

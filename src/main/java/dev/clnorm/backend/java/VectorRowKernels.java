@@ -407,4 +407,32 @@ final class VectorRowKernels implements RowKernels {
             out[e] = a[e] + b[e] - minus;
         }
     }
+
+    @Override
+    public double sum(float[] a, int from, int to) {
+        // Two accumulators, as in sumPair.
+        FloatVector s0 = FloatVector.zero(S);
+        FloatVector s1 = FloatVector.zero(S);
+        int e = from;
+        for (; e + 2 * N <= to; e += 2 * N) {
+            s0 = s0.add(FloatVector.fromArray(S, a, e));
+            s1 = s1.add(FloatVector.fromArray(S, a, e + N));
+        }
+        double s = s0.add(s1).reduceLanes(VectorOperators.ADD);
+        for (; e < to; e++) {
+            s += a[e];
+        }
+        return s;
+    }
+
+    @Override
+    public void centre(float[] a, float[] out, int from, int to, float minus) {
+        int e = from;
+        for (int bound = from + S.loopBound(to - from); e < bound; e += N) {
+            FloatVector.fromArray(S, a, e).sub(minus).intoArray(out, e);
+        }
+        for (; e < to; e++) {
+            out[e] = a[e] - minus;
+        }
+    }
 }

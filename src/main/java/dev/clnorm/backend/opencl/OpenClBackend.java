@@ -32,10 +32,8 @@ public final class OpenClBackend implements Backend {
     /** Profiling events of launches since {@link #startProfiling()}; null when not profiling. */
     private List<cl_event> profiled;
     private ClKernel copyKernel;
-    private ClKernel floorSums;
-    private ClKernel floorApply;
-    /** One partial sum per work-group of floor_sums; allocated with the floor kernels. */
-    private ClBuffer floorPartials;
+    /** The bench floors' kernels and partials, created on first use. */
+    private Floors floors;
     private cl_context context;
     private cl_command_queue queue;
     private volatile boolean closed;
@@ -294,25 +292,107 @@ public final class OpenClBackend implements Backend {
         if (elements == 0) {
             return;
         }
-        boolean cpu = kernelStyle.cpuPlans(info().kind());
-        int cus = Math.max(1, info().computeUnits());
         synchronized (this) {
-            if (floorSums == null) {
-                ClProgram p = program(KernelSources.load("bench_floor.cl"), "-cl-std=CL1.2");
-                floorSums = p.createKernel("floor_sums");
-                floorApply = p.createKernel("floor_apply");
-                floorPartials = (ClBuffer) allocate(8L * cus, ElementType.FLOAT32);
+            Floors f = floors();
+            f.backwardSums.arg(0, x).arg(1, dy).arg(2, (int) elements).arg(3, f.chunked).arg(4, f.partials)
+                    .localArg(5, f.local * Sizeof.cl_float);
+            f.backwardSums.launch(f.global(), f.localRange());
+            f.backwardApply.arg(0, x).arg(1, dy).arg(2, dx).arg(3, (int) elements).arg(4, f.chunked)
+                    .arg(5, f.partials).arg(6, f.groups).localArg(7, f.local * Sizeof.cl_float);
+            f.backwardApply.launch(f.global(), f.localRange());
+        }
+    }
+
+    /** As {@link #backwardFloor}, with x alone: y = x - mean(x). */
+    @Override
+    public void forwardFloor(DeviceBuffer xb, DeviceBuffer yb, long elements) {
+        checkOpen();
+        ClBuffer x = cast(this, xb, ElementType.FLOAT32, "x");
+        ClBuffer y = cast(this, yb, ElementType.FLOAT32, "y");
+        if (elements > Math.min(x.elements(), y.elements())) {
+            throw new IllegalArgumentException("forward floor over " + elements + " elements with buffers of "
+                    + x.elements() + " and " + y.elements());
+        }
+        if (elements == 0) {
+            return;
+        }
+        synchronized (this) {
+            Floors f = floors();
+            f.forwardSums.arg(0, x).arg(1, (int) elements).arg(2, f.chunked).arg(3, f.partials)
+                    .localArg(4, f.local * Sizeof.cl_float);
+            f.forwardSums.launch(f.global(), f.localRange());
+            f.forwardApply.arg(0, x).arg(1, y).arg(2, (int) elements).arg(3, f.chunked).arg(4, f.partials)
+                    .arg(5, f.groups).localArg(6, f.local * Sizeof.cl_float);
+            f.forwardApply.launch(f.global(), f.localRange());
+        }
+    }
+
+    private Floors floors() {
+        if (floors == null) {
+            floors = new Floors();
+        }
+        return floors;
+    }
+
+    /** The four floor kernels and their partial sums (one per work-group), with the launch shape. */
+    private final class Floors implements AutoCloseable {
+        final ClKernel backwardSums;
+        final ClKernel backwardApply;
+        final ClKernel forwardSums;
+        final ClKernel forwardApply;
+        final ClBuffer partials;
+        final long local;
+        final int groups;
+        final int chunked;
+
+        Floors() {
+            boolean cpu = kernelStyle.cpuPlans(info().kind());
+            int cus = Math.max(1, info().computeUnits());
+            ClProgram p = program(KernelSources.load("bench_floor.cl"), "-cl-std=CL1.2");
+            List<AutoCloseable> made = new ArrayList<>();
+            try {
+                backwardSums = made(made, p.createKernel("floor_sums"));
+                backwardApply = made(made, p.createKernel("floor_apply"));
+                forwardSums = made(made, p.createKernel("forward_floor_sums"));
+                forwardApply = made(made, p.createKernel("forward_floor_apply"));
+                long most = Math.min(Math.min(backwardSums.maxWorkGroupSize(), backwardApply.maxWorkGroupSize()),
+                        Math.min(forwardSums.maxWorkGroupSize(), forwardApply.maxWorkGroupSize()));
+                local = cpu ? 1 : Math.min(256, Integer.highestOneBit((int) Math.max(1, most)));
+                groups = cpu ? 4 * cus : 8 * cus;
+                chunked = cpu ? 1 : 0;
+                partials = made(made, (ClBuffer) allocate(groups, ElementType.FLOAT32));
+            } catch (RuntimeException e) {
+                for (AutoCloseable c : made) {
+                    try {
+                        c.close();
+                    } catch (Exception suppressed) {
+                        e.addSuppressed(suppressed);
+                    }
+                }
+                throw e;
             }
-            long local = cpu ? 1 : Math.min(256, Integer.highestOneBit((int) Math.max(1,
-                    Math.min(floorSums.maxWorkGroupSize(), floorApply.maxWorkGroupSize()))));
-            int groups = cpu ? 4 * cus : 8 * cus;
-            int chunked = cpu ? 1 : 0;
-            floorSums.arg(0, x).arg(1, dy).arg(2, (int) elements).arg(3, chunked).arg(4, floorPartials)
-                    .localArg(5, local * Sizeof.cl_float);
-            floorSums.launch(new long[]{groups * local}, new long[]{local});
-            floorApply.arg(0, x).arg(1, dy).arg(2, dx).arg(3, (int) elements).arg(4, chunked).arg(5, floorPartials)
-                    .arg(6, groups).localArg(7, local * Sizeof.cl_float);
-            floorApply.launch(new long[]{groups * local}, new long[]{local});
+        }
+
+        private static <T extends AutoCloseable> T made(List<AutoCloseable> made, T thing) {
+            made.add(thing);
+            return thing;
+        }
+
+        long[] global() {
+            return new long[]{groups * local};
+        }
+
+        long[] localRange() {
+            return new long[]{local};
+        }
+
+        @Override
+        public void close() {
+            backwardSums.close();
+            backwardApply.close();
+            forwardSums.close();
+            forwardApply.close();
+            partials.close();
         }
     }
 
@@ -422,10 +502,9 @@ public final class OpenClBackend implements Backend {
         if (copyKernel != null) {
             copyKernel.close();
         }
-        if (floorSums != null) {
-            floorSums.close();
-            floorApply.close();
-            floorPartials.close();
+        if (floors != null) {
+            floors.close();
+            floors = null;
         }
         if (profiled != null) {
             profiled.forEach(CL::clReleaseEvent);

@@ -258,4 +258,33 @@ class RowKernelsTest {
             }
         }
     }
+
+    @Test
+    void forwardFloorLoopsSumAndCentreEveryElementOfTheirRange() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(10);
+        float[] a = new float[1000];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) (r.nextDouble() * 3);
+        }
+        for (RowKernels k : implementations()) {
+            for (int[] range : new int[][]{{0, 1000}, {3, 1000}, {17, 18}, {100, 133}, {5, 5}}) {
+                double want = 0;
+                double wantAbs = 0;
+                for (int i = range[0]; i < range[1]; i++) {
+                    want += a[i];
+                    wantAbs += Math.abs(a[i]);
+                }
+                // As above: the float32 worst case; a left-out vector (a is about 1.5 on average) is far beyond it.
+                double tol = (range[1] - range[0]) * 0x1p-24 * wantAbs;
+                assertEquals(want, k.sum(a, range[0], range[1]), tol, k + " sum " + range[0] + ".." + range[1]);
+                float[] out = new float[a.length];
+                java.util.Arrays.fill(out, -7f);
+                k.centre(a, out, range[0], range[1], 0.25f);
+                for (int i = 0; i < a.length; i++) {
+                    float expected = i >= range[0] && i < range[1] ? a[i] - 0.25f : -7f;
+                    assertEquals(expected, out[i], k + " out[" + i + "] of " + range[0] + ".." + range[1]);
+                }
+            }
+        }
+    }
 }

@@ -14,11 +14,53 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The bench's backward floor does the work it claims: both passes ran (dx depends on the sum of the
+ * The bench's floors do the work they claim: both passes ran (the output depends on the sum of the
  * first over all elements), on every element including the n % 4 tail and the last chunk, with no
- * host transfer and, on OpenCL, exactly its two launches.
+ * host transfer and, on OpenCL, exactly two launches each.
  */
-class BackwardFloorTest {
+class BenchFloorsTest {
+
+    @ParameterizedTest(name = "{0}", autoCloseArguments = false)
+    @MethodSource("dev.clnorm.TestBackends#backends")
+    void forwardFloorWritesXLessItsMean(Backend backend) {
+        for (int n : new int[]{1, 7, 4099, (1 << 20) + 5}) {
+            SplittableRandom r = new SplittableRandom(n + 1);
+            float[] x = new float[n];
+            double sum = 0;
+            double sumAbs = 0;
+            for (int i = 0; i < n; i++) {
+                // Positive on average, so a floor that skipped its first pass (mean 0) would fail.
+                x[i] = (float) (r.nextDouble() * 3 - 0.5);
+                sum += x[i];
+                sumAbs += Math.abs(x[i]);
+            }
+            double mean = sum / n;
+            try (DeviceBuffer xb = backend.allocate(n, ElementType.FLOAT32);
+                 DeviceBuffer yb = backend.allocate(n, ElementType.FLOAT32)) {
+                backend.upload(xb, x);
+                long transfers = backend.transferCount();
+                long launches = backend.kernelLaunches();
+                backend.forwardFloor(xb, yb, n);
+                backend.finish();
+                assertEquals(transfers, backend.transferCount(), "host transfers of the floor");
+                if (backend instanceof OpenClBackend) {
+                    assertEquals(launches + 2, backend.kernelLaunches(), "launches of the floor");
+                }
+                float[] y = new float[n];
+                backend.download(yb, y);
+                // As for the backward floor: float lanes over up to n / 8 values each, then one rounding.
+                double meanTolerance = 1e-4 * sumAbs / n;
+                for (int i = 0; i < n; i++) {
+                    double want = x[i] - mean;
+                    double tol = meanTolerance + 1e-6 * (Math.abs(x[i]) + Math.abs(mean));
+                    if (Math.abs(y[i] - want) > tol) {
+                        assertEquals(want, y[i], tol, "y[" + i + "] of " + n + " on " + backend.info().id());
+                    }
+                }
+                assertTrue(Math.abs(mean) > 100 * meanTolerance, "the data's mean is not negligible");
+            }
+        }
+    }
 
     @ParameterizedTest(name = "{0}", autoCloseArguments = false)
     @MethodSource("dev.clnorm.TestBackends#backends")
@@ -76,6 +118,10 @@ class BackwardFloorTest {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> backend.backwardFloor(big, big, small, 20));
             assertTrue(e.getMessage().contains("20 elements") && e.getMessage().contains("10"), e.getMessage());
+            IllegalArgumentException f = assertThrows(IllegalArgumentException.class,
+                    () -> backend.forwardFloor(big, small, 20));
+            assertTrue(f.getMessage().contains("forward floor over 20 elements") && f.getMessage().contains("10"),
+                    f.getMessage());
             assertEquals(launches, backend.kernelLaunches());
         }
     }
