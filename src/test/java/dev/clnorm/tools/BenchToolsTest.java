@@ -147,10 +147,12 @@ class BenchToolsTest {
     @Test
     void tinyShapesReportLaunchLatencyMeasuredInTheSameRun(@TempDir Path dir) throws Exception {
         Path json = dir.resolve("bench.json");
-        Cli.Result r = Cli.run("bench", "--shapes", "32x64", "--ops", "train_step", "--warmup", "1", "--warmup-seconds", "0", "--repeats", "3",
-                "--json", json.toString());
+        Cli.Result r = Cli.run("bench", "--shapes", "32x64", "--ops", "train_step,forward_floor,backward_floor", "--warmup", "1",
+                "--warmup-seconds", "0", "--repeats", "3", "--json", json.toString());
         assertEquals(0, r.code(), r::toString);
         assertTrue(r.out().contains("Launch overhead (shapes of at most 16384 elements)"), r::toString);
+        String latencyTable = r.out().substring(r.out().indexOf("Launch overhead"));
+        assertFalse(latencyTable.contains("_floor"), () -> "the floors are yardsticks, not batch norm\n" + r);
         Map<?, ?> doc = (Map<?, ?>) JsonReader.parse(Files.readString(json));
         List<?> latency = (List<?>) doc.get("launch_latency");
         assertEquals(ParityCommandTest.defaultDevices().size(), latency.size(), latency::toString);
