@@ -42,6 +42,14 @@ inline int floor_range(int vecs, int chunked, int* from, int* to) {
     return items;
 }
 
+// A first pass's work-group sum of every work-item's `mine`, stored as the group's partial.
+inline void store_partial(float mine, __global float* partials, __local float* scratch) {
+    const float total = group_sum(mine, scratch);
+    if (get_local_id(0) == 0) {
+        partials[get_group_id(0)] = total;
+    }
+}
+
 // mean(x) (or of x + dy) from the partials of a first pass: every work-item gets it.
 inline float floor_mean(__global const float* partials, const int groups, const int n, __local float* scratch) {
     float mine = 0.0f;
@@ -76,10 +84,7 @@ __kernel void floor_sums(__global const float* x, __global const float* dy, cons
             mine += x[e] + dy[e];
         }
     }
-    const float total = group_sum(mine, scratch);
-    if (get_local_id(0) == 0) {
-        partials[get_group_id(0)] = total;
-    }
+    store_partial(mine, partials, scratch);
 }
 
 __kernel void floor_apply(__global const float* x, __global const float* dy, __global float* dx, const int n,
@@ -125,10 +130,7 @@ __kernel void forward_floor_sums(__global const float* x, const int n, const int
             mine += x[e];
         }
     }
-    const float total = group_sum(mine, scratch);
-    if (get_local_id(0) == 0) {
-        partials[get_group_id(0)] = total;
-    }
+    store_partial(mine, partials, scratch);
 }
 
 __kernel void forward_floor_apply(__global const float* x, __global float* y, const int n, const int chunked,
