@@ -66,6 +66,31 @@ class NumericsTest {
         assertMatchesReference(backend, layout, shape, x);
     }
 
+    static Stream<Arguments> outlierCases() {
+        List<Arguments> list = new ArrayList<>();
+        for (Backend b : TestBackends.all()) {
+            list.add(Arguments.of(b, Layout.CHANNELS_LAST, new int[]{64, 16, 16, 4}));
+            list.add(Arguments.of(b, Layout.CHANNELS_FIRST, new int[]{16384, 4}));
+            list.add(Arguments.of(b, Layout.CHANNELS_FIRST, new int[]{64, 4, 16, 16}));
+        }
+        return list.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2}", autoCloseArguments = false)
+    @MethodSource("outlierCases")
+    void anOutlierAsTheFirstValueOfAChannelCostsNoPrecision(Backend backend, Layout layout, int[] shape) {
+        // Each channel's first value sits 3e3 standard deviations out (it still dominates the variance).
+        // Implementations that shift by a channel's first value and then sum x and x^2 in one sweep
+        // (the Java backend's column traversal without its per-block shifts) lose the rest of the
+        // channel to cancellation: every run's sum of squares is ~1e7 times its squared deviations.
+        Geometry g = Geometry.of(shape, layout);
+        float[] x = TestData.channelData(g, 131, new double[]{0, 1, -2, 100}, new double[]{1, 1, 0.5, 0.01});
+        for (int c = 0; c < g.channels(); c++) {
+            x[c * g.inner()] += (float) (3e3 * (c == 3 ? 0.01 : 1));
+        }
+        assertMatchesReference(backend, layout, shape, x);
+    }
+
     /** The two 2^24-value inputs, generated once and shared by every backend. */
     private static final Map<String, float[]> BIG = new ConcurrentHashMap<>();
 

@@ -52,8 +52,31 @@ final class JavaBatchNormOps implements BatchNormOps {
      */
     private static final long COL_BLOCK_MAX = 8L * BLOCK;
     private static final long COL_BLOCKS_MIN = 16;
-    /** Rows per float sub-block in the cols traversal, for the same reason. */
-    private static final int COL_RUN = 64;
+    /**
+     * Rows per run of the cols traversal: each column's one-sweep float sums (x - shift and its
+     * square, see {@link RowKernels#columnSums}) cover this many values before their merge in
+     * double, as many as one float lane of a {@link #RUN} in the rows traversal. The merges cost
+     * (one per column per run, in double): 64-row runs spent 0.8 ms of a 1.8 ms statistics pass on
+     * 4096x1024, 256-row runs 0.15 ms (probe on the 2-core machine).
+     */
+    private static final int COL_RUN = 256;
+    /** Rows whose mean is the shift of a cols block's first run. */
+    private static final int PILOT_ROWS = 16;
+    /**
+     * Rows of a cols block's first run; the later ones take COL_RUN. A run's squared deviations are
+     * taken as q - s^2 / rows from float sums about a shift, so the rounding in q (about
+     * u * sqrt(rows) of q) weighs q / (run M2) = 1 + (run mean - shift)^2 / (run variance) times
+     * more than in a two-pass sum. The first run's shift is the mean of its own first PILOT_ROWS
+     * rows, within sqrt(FIRST_COL_RUN / PILOT_ROWS) run standard deviations of the run mean
+     * (Cauchy-Schwarz): a factor of at most 5 (~1.1 for exchangeable rows). A later run's shift is
+     * the block mean so far, and its distance d to the run mean also enters M2 through Chan's
+     * rows * d^2 * before / total term: q is at most total / before <= (64 + 256) / 64 = 5 times
+     * what the run adds to M2. So no data makes the single sweep cancel (a fixed shift would: mean
+     * 1e4, std 1e-2 in NumericsTest). The shift's own float rounding only matters when the spread
+     * is at the mean's float resolution, where these sums are exact. Each merge costs ~10 us per
+     * 1024 columns, hence two runs per 256-row block rather than a run doubling scheme.
+     */
+    private static final int FIRST_COL_RUN = 64;
     /** Upper bound on blocks x accumulators, which bounds the partials' memory. */
     private static final long MAX_PARTIALS = 1L << 22;
     /**
@@ -79,6 +102,8 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     private final JavaBackend backend;
     private final JavaFloat64Ops float64;
+    private final java.util.concurrent.atomic.AtomicReference<double[][]> sparePartials =
+            new java.util.concurrent.atomic.AtomicReference<>();
     private boolean closed;
 
     JavaBatchNormOps(JavaBackend backend, int channels) {
@@ -162,6 +187,28 @@ final class JavaBatchNormOps implements BatchNormOps {
                 && g.valuesPerChannel() * 4L * arrays <= FUSE_BYTES;
     }
 
+    /**
+     * Three arrays of at least {@code length} doubles for per-block partials, kept between calls:
+     * allocating (and so zeroing) three fresh 128 KB arrays cost 0.1-0.3 ms of a ~3.5 ms training
+     * forward on 4096x1024 (2-core machine). Not zeroed: each block task clears its own slots.
+     * A concurrent call finds none spare and allocates its own.
+     */
+    private double[][] partials(int length) {
+        double[][] p = sparePartials.getAndSet(null);
+        return p != null && p[0].length >= length ? p : new double[3][length];
+    }
+
+    /** Hands partials back for the next call, once the call no longer reads them. */
+    private void recycle(double[][] p) {
+        sparePartials.set(p);
+    }
+
+    private static void clear(double[][] partials, int from, int to) {
+        for (double[] p : partials) {
+            java.util.Arrays.fill(p, from, to, 0.0);
+        }
+    }
+
     private void check() {
         if (closed) {
             throw new IllegalStateException("batch-norm operations have been closed");
@@ -189,25 +236,28 @@ final class JavaBatchNormOps implements BatchNormOps {
     }
 
     /**
-     * Chan's merge of one run of {@code rows} rows (per-column float sums, float-rounded run means and
-     * scaled squared deviations from them, as {@link RowKernels#columnMoments} gives them) into the
-     * accumulators at [base, base + cols), every column of which has already seen {@code before}
-     * rows: the weights are the same for every column, so the per-column work has no division.
+     * Chan's merge of one run of {@code rows} rows of the cols traversal, given as the one-sweep
+     * sums of {@link RowKernels#columnSums} about per-column shifts {@code runShift}, into the
+     * accumulators at [base, base + cols) (means about {@code colShift}), every column of which has
+     * already seen {@code before} rows: the weights are the same for every column, so the per-column
+     * work has no division. Each column's next shift becomes its block mean so far (see
+     * {@link #FIRST_COL_RUN} for why that keeps q - s^2 / rows accurate).
      */
-    private static void mergeColumnRuns(float[] sum, float[] bm, float[] sq, int rows, long before, double[] mean,
-                                        double[] m2, int base, int cols) {
+    private static void mergeColumnRun(float[] sum, float[] sq, int rows, long before, float[] colShift,
+                                       float[] runShift, double[] mean, double[] m2, int base, int cols) {
         double inv = 1.0 / rows;
         double total = before + rows;
         double wb = rows / total;
         double cross = before * wb;
         for (int j = 0; j < cols; j++) {
-            double exact = sum[j] * inv;
-            double off = exact - bm[j];  // correction for the float-rounded run mean
-            double runM2 = Math.max(sq[j] * RowKernels.SQ_UNSCALE - rows * off * off, 0);
+            double s = sum[j];
+            double runMean = s * inv;
+            double runM2 = Math.max(sq[j] * RowKernels.SQ_UNSCALE - s * runMean, 0);
             int at = base + j;
-            double delta = exact - mean[at];
+            double delta = ((double) runShift[j] - colShift[j]) + runMean - mean[at];
             mean[at] += delta * wb;
             m2[at] += runM2 + delta * delta * cross;
+            runShift[j] = (float) (colShift[j] + mean[at]);
         }
     }
 
@@ -393,28 +443,42 @@ final class JavaBatchNormOps implements BatchNormOps {
 
         Plan plan = Plan.of(g);
         int acc = plan.accumulators();
-        double[] n = new double[plan.blocks() * acc];
-        double[] mean = new double[n.length];
-        double[] m2 = new double[n.length];
+        double[][] partials = partials(plan.blocks() * acc);
+        double[] n = partials[0];
+        double[] mean = partials[1];
+        double[] m2 = partials[2];
         if (plan.cols()) {
             float[] colShift = perColumn(shift, g);
             parallel(plan.blocks(), b -> {
                 float[] sum = new float[acc];
-                float[] bm = new float[acc];
                 float[] sq = new float[acc];
                 int base = b * acc;
+                clear(partials, base, base + acc);
                 long first = plan.from(b, g);
-                for (long o = first; o < plan.to(b, g); o += COL_RUN) {
-                    int rows = (int) Math.min(COL_RUN, plan.to(b, g) - o);
-                    KERNELS.columnMoments(x, (int) (o * acc), rows, acc, acc, colShift, sum, bm, sq);
-                    mergeColumnRuns(sum, bm, sq, rows, o - first, mean, m2, base, acc);
+                long last = plan.to(b, g);
+                if (first == last) {
+                    return;
                 }
-                java.util.Arrays.fill(n, base, base + acc, plan.to(b, g) - first);
+                // The first run's shifts: the mean of the block's first rows.
+                int pilot = (int) Math.min(PILOT_ROWS, last - first);
+                KERNELS.columnSums(x, (int) (first * acc), pilot, acc, acc, colShift, sum, sq);
+                float[] runShift = new float[acc];
+                for (int j = 0; j < acc; j++) {
+                    runShift[j] = (float) (colShift[j] + (double) sum[j] / pilot);
+                }
+                for (long o = first; o < last; ) {
+                    int rows = (int) Math.min(o == first ? FIRST_COL_RUN : COL_RUN, last - o);
+                    KERNELS.columnSums(x, (int) (o * acc), rows, acc, acc, runShift, sum, sq);
+                    mergeColumnRun(sum, sq, rows, o - first, colShift, runShift, mean, m2, base, acc);
+                    o += rows;
+                }
+                java.util.Arrays.fill(n, base, base + acc, last - first);
             });
         } else {
             parallel(plan.blocks(), b -> {
                 double[] scratch = new double[2];
                 int base = b * acc;
+                clear(partials, base, base + acc);
                 segments(g, plan.from(b, g), plan.to(b, g),
                         (c, start, end) -> mergeRun(x, start, end, shift[c], scratch, n, mean, m2, base + c));
             });
@@ -461,6 +525,7 @@ final class JavaBatchNormOps implements BatchNormOps {
                 finishChannel(c, cn[0], cm[0], cm2[0], shift[c], eps, update, a);
             }
         }
+        recycle(partials);
         affine(g, plan, x, y, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
     }
 
@@ -740,8 +805,9 @@ final class JavaBatchNormOps implements BatchNormOps {
 
         Plan plan = Plan.of(g);
         int acc = plan.accumulators();
-        double[] sb = new double[plan.blocks() * acc];
-        double[] sg = new double[sb.length];
+        double[][] partials = partials(plan.blocks() * acc);
+        double[] sb = partials[0];
+        double[] sg = partials[1];
         if (plan.cols()) {
             float[] ch = perColumn(h, g);
             float[] cl = perColumn(l, g);
@@ -750,6 +816,7 @@ final class JavaBatchNormOps implements BatchNormOps {
                 float[] fb = new float[acc];
                 float[] fg = new float[acc];
                 int base = b * acc;
+                clear(partials, base, base + acc);
                 for (long o = plan.from(b, g); o < plan.to(b, g); o += COL_RUN) {
                     int rows = (int) Math.min(COL_RUN, plan.to(b, g) - o);
                     KERNELS.columnGradSums(x, dy, (int) (o * acc), rows, acc, acc, ch, cl, cis, fb, fg);
@@ -763,6 +830,7 @@ final class JavaBatchNormOps implements BatchNormOps {
             parallel(plan.blocks(), b -> {
                 double[] sums = new double[2];
                 int base = b * acc;
+                clear(partials, base, base + acc);
                 segments(g, plan.from(b, g), plan.to(b, g), (c, start, end) -> {
                     sums[0] = 0;
                     sums[1] = 0;
@@ -794,6 +862,7 @@ final class JavaBatchNormOps implements BatchNormOps {
             dgamma[c] = (float) gs;
         }
 
+        recycle(partials);
         float[] scale = new float[nc];
         float[] db = new float[nc];
         float[] dg = new float[nc];

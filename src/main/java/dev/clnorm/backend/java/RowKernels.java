@@ -50,14 +50,14 @@ interface RowKernels {
     double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes, int at);
 
     /**
-     * Per-column moments of a block of {@code rows} rows of {@code cols} columns starting at
-     * {@code start} with row stride {@code stride}: s[j] = sum(x - shift[j]), q[j] = sum of squared
-     * deviations from the column's block mean, times SQ_SCALE^2 (as in {@link #moments}; the caller
-     * corrects for the float rounding of mean[j]). {@code mean} receives each column's mean of
-     * x - shift[j], as a float.
+     * Per-column shifted sums of a block of {@code rows} rows of {@code cols} columns starting at
+     * {@code start} with row stride {@code stride}, in one sweep: s[j] = sum(x - shift[j]) and
+     * q[j] = sum(((x - shift[j]) * SQ_SCALE)^2) (overwrites s, q). The caller takes the block's
+     * squared deviations as q - s^2 / rows, which is exact enough only while the shift lies within
+     * a few standard deviations of the block mean: it picks the shifts so, checks every column and
+     * recomputes the ones that fail (see JavaBatchNormOps#mergeColumnRun).
      */
-    void columnMoments(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s, float[] mean,
-                       float[] q);
+    void columnSums(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s, float[] q);
 
     /** out[0] += sum(dy), out[1] += sum(dy * xhat) over [from, to), xhat = ((x - h) - l) * is. */
     default void gradSums(float[] x, float[] dy, int from, int to, float h, float l, float is, double[] out) {

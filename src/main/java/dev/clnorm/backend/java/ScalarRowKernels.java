@@ -76,24 +76,17 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void columnMoments(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s,
-                              float[] mean, float[] q) {
+    public void columnSums(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s,
+                           float[] q) {
         java.util.Arrays.fill(s, 0, cols, 0f);
         java.util.Arrays.fill(q, 0, cols, 0f);
         for (int r = 0; r < rows; r++) {
             int at = start + r * stride;
             for (int j = 0; j < cols; j++) {
-                s[j] += x[at + j] - shift[j];
-            }
-        }
-        for (int j = 0; j < cols; j++) {
-            mean[j] = s[j] / rows;
-        }
-        for (int r = 0; r < rows; r++) {
-            int at = start + r * stride;
-            for (int j = 0; j < cols; j++) {
-                float d = ((x[at + j] - shift[j]) - mean[j]) * SQ_SCALE;
-                q[j] += d * d;
+                float d = x[at + j] - shift[j];
+                float ds = d * SQ_SCALE;
+                s[j] += d;
+                q[j] += ds * ds;
             }
         }
     }

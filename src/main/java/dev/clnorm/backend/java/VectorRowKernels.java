@@ -110,8 +110,8 @@ final class VectorRowKernels implements RowKernels {
     // (seven loads and a store per vector of x), not memory.
 
     @Override
-    public void columnMoments(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s,
-                              float[] mean, float[] q) {
+    public void columnSums(float[] x, int start, int rows, int stride, int cols, float[] shift, float[] s,
+                           float[] q) {
         int bound = S.loopBound(cols);
         int quads = rows & ~3;
         java.util.Arrays.fill(s, 0, cols, 0f);
@@ -120,54 +120,34 @@ final class VectorRowKernels implements RowKernels {
             int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
                 FloatVector sh = FloatVector.fromArray(S, shift, j);
-                FloatVector a = FloatVector.fromArray(S, x, at + j).sub(sh)
-                        .add(FloatVector.fromArray(S, x, at + stride + j).sub(sh));
-                FloatVector b = FloatVector.fromArray(S, x, at + 2 * stride + j).sub(sh)
-                        .add(FloatVector.fromArray(S, x, at + 3 * stride + j).sub(sh));
-                a.add(b).add(FloatVector.fromArray(S, s, j)).intoArray(s, j);
-            }
-        }
-        for (int r = quads; r < rows; r++) {
-            int at = start + r * stride;
-            for (int j = 0; j < bound; j += N) {
-                FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, shift, j))
-                        .add(FloatVector.fromArray(S, s, j)).intoArray(s, j);
-            }
-        }
-        for (int r = 0; r < rows; r++) {
-            int at = start + r * stride;
-            for (int j = bound; j < cols; j++) {
-                s[j] += x[at + j] - shift[j];
-            }
-        }
-        for (int j = 0; j < cols; j++) {
-            mean[j] = s[j] / rows;
-        }
-        for (int r = 0; r < quads; r += 4) {
-            int at = start + r * stride;
-            for (int j = 0; j < bound; j += N) {
-                FloatVector sh = FloatVector.fromArray(S, shift, j);
-                FloatVector m = FloatVector.fromArray(S, mean, j);
-                FloatVector d0 = FloatVector.fromArray(S, x, at + j).sub(sh).sub(m).mul(SQ_SCALE);
-                FloatVector d1 = FloatVector.fromArray(S, x, at + stride + j).sub(sh).sub(m).mul(SQ_SCALE);
-                FloatVector d2 = FloatVector.fromArray(S, x, at + 2 * stride + j).sub(sh).sub(m).mul(SQ_SCALE);
-                FloatVector d3 = FloatVector.fromArray(S, x, at + 3 * stride + j).sub(sh).sub(m).mul(SQ_SCALE);
+                FloatVector d0 = FloatVector.fromArray(S, x, at + j).sub(sh);
+                FloatVector d1 = FloatVector.fromArray(S, x, at + stride + j).sub(sh);
+                FloatVector d2 = FloatVector.fromArray(S, x, at + 2 * stride + j).sub(sh);
+                FloatVector d3 = FloatVector.fromArray(S, x, at + 3 * stride + j).sub(sh);
+                d0.add(d1).add(d2.add(d3)).add(FloatVector.fromArray(S, s, j)).intoArray(s, j);
+                d0 = d0.mul(SQ_SCALE);
+                d1 = d1.mul(SQ_SCALE);
+                d2 = d2.mul(SQ_SCALE);
+                d3 = d3.mul(SQ_SCALE);
                 d0.fma(d0, d1.mul(d1)).add(d2.fma(d2, d3.mul(d3))).add(FloatVector.fromArray(S, q, j)).intoArray(q, j);
             }
         }
         for (int r = quads; r < rows; r++) {
             int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
-                FloatVector d = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, shift, j))
-                        .sub(FloatVector.fromArray(S, mean, j)).mul(SQ_SCALE);
+                FloatVector d = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, shift, j));
+                d.add(FloatVector.fromArray(S, s, j)).intoArray(s, j);
+                d = d.mul(SQ_SCALE);
                 d.fma(d, FloatVector.fromArray(S, q, j)).intoArray(q, j);
             }
         }
         for (int r = 0; r < rows; r++) {
             int at = start + r * stride;
             for (int j = bound; j < cols; j++) {
-                float d = ((x[at + j] - shift[j]) - mean[j]) * SQ_SCALE;
-                q[j] += d * d;
+                float d = x[at + j] - shift[j];
+                float ds = d * SQ_SCALE;
+                s[j] += d;
+                q[j] += ds * ds;
             }
         }
     }
