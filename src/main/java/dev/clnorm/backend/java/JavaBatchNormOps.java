@@ -77,6 +77,14 @@ final class JavaBatchNormOps implements BatchNormOps {
      * 1024 columns, hence two runs per 256-row block rather than a run doubling scheme.
      */
     private static final int FIRST_COL_RUN = 64;
+    /**
+     * Samples whose mean shifts a short-rows block's first run, and that run's samples: the shift is
+     * within sqrt(4) run standard deviations of the run mean, as with FIRST_COL_RUN. Later runs are
+     * no longer than all before them (and at most RUN values per channel), so there q is at most
+     * twice what the run adds to M2.
+     */
+    private static final int SHORT_PILOT_ROWS = 4;
+    private static final int SHORT_FIRST_RUN = 16;
     /** Upper bound on blocks x accumulators, which bounds the partials' memory. */
     private static final long MAX_PARTIALS = 1L << 22;
     /**
@@ -546,10 +554,11 @@ final class JavaBatchNormOps implements BatchNormOps {
 
     /**
      * Training forward for short rows: each task takes a block of channels and walks it sample by
-     * sample (the block's rows of one sample are contiguous), three times: sums, squared deviations
-     * about each run's mean, normalize; the block stays in cache after the first. A channel's
-     * arithmetic does not depend on the block size: per row a reduction into double, runs of at most
-     * RUN values merged with Chan's formula, as the other traversals.
+     * sample (the block's rows of one sample are contiguous): one sweep of shifted sums per run of
+     * samples (float lanes per channel, reduced into double and merged with Chan's formula once per
+     * run), then the normalize pass, which finds the block in cache. A channel's arithmetic does not
+     * depend on the block size. The shifts: each channel's mean over the first samples, then its
+     * mean so far (see {@link #SHORT_FIRST_RUN}).
      */
     private void shortRowsTraining(Geometry g, float[] x, float[] y, float[] shift, float eps, RunningUpdate update,
                                    BatchNormArrays a) {
@@ -558,48 +567,35 @@ final class JavaBatchNormOps implements BatchNormOps {
         int outer = g.outer();
         int rowStride = nc * inner;
         int k = shortBlockChannels(g, 1);
-        int perRun = Math.max(1, RUN / inner);
+        int maxRun = Math.max(1, RUN / inner);
         parallel((nc + k - 1) / k, blk -> {
             int c0 = blk * k;
             int c1 = Math.min(nc, c0 + k);
             int kk = c1 - c0;
+            int w = KERNELS.laneWidth();
             double[] n = new double[kk];
             double[] mean = new double[kk];
             double[] m2 = new double[kk];
-            double[] sum = new double[kk];
-            double[] sq = new double[kk];
-            float[] meanDev = new float[kk];
-            int w = KERNELS.laneWidth();
-            float[] lanes = new float[kk * w];
-            for (int o0 = 0; o0 < outer; o0 += perRun) {
-                int o1 = Math.min(outer, o0 + perRun);
-                java.util.Arrays.fill(sum, 0);
-                java.util.Arrays.fill(sq, 0);
-                java.util.Arrays.fill(lanes, 0);
-                for (int o = o0; o < o1; o++) {
-                    for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
-                        sum[c - c0] += KERNELS.addShiftedLanes(x, at, at + inner, shift[c], lanes, (c - c0) * w);
-                    }
-                }
-                double len = (double) (o1 - o0) * inner;
+            double[] sums = new double[2 * kk];
+            float[] lanes = new float[2 * kk * w];
+            float[] runShift = java.util.Arrays.copyOfRange(shift, c0, c1);
+            int pilot = Math.min(SHORT_PILOT_ROWS, outer);
+            shiftedSums(x, 0, pilot, c0, c1, inner, rowStride, runShift, lanes, sums);
+            for (int i = 0; i < kk; i++) {
+                runShift[i] = (float) (shift[c0 + i] + sums[2 * i] / ((double) pilot * inner));
+            }
+            for (int o = 0; o < outer; ) {
+                int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
+                shiftedSums(x, o, o + rows, c0, c1, inner, rowStride, runShift, lanes, sums);
+                double len = (double) rows * inner;
                 for (int i = 0; i < kk; i++) {
-                    sum[i] += laneTotal(lanes, i * w, w);
-                    meanDev[i] = (float) (sum[i] / len);
+                    double s = sums[2 * i];
+                    double runMean = s / len;
+                    double runM2 = Math.max(sums[2 * i + 1] * RowKernels.SQ_UNSCALE - s * runMean, 0);
+                    merge(n, mean, m2, i, len, ((double) runShift[i] - shift[c0 + i]) + runMean, runM2);
+                    runShift[i] = (float) (shift[c0 + i] + mean[i]);
                 }
-                java.util.Arrays.fill(lanes, 0);
-                for (int o = o0; o < o1; o++) {
-                    for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
-                        sq[c - c0] += KERNELS.addSquaredDeviationLanes(x, at, at + inner, shift[c], meanDev[c - c0],
-                                lanes, (c - c0) * w);
-                    }
-                }
-                for (int i = 0; i < kk; i++) {
-                    sq[i] += laneTotal(lanes, i * w, w);
-                    // sum (x - m)^2 = sum (x - mf)^2 - n (m - mf)^2 for the float-rounded run mean mf.
-                    double exact = sum[i] / len;
-                    double off = exact - meanDev[i];
-                    merge(n, mean, m2, i, len, exact, Math.max(sq[i] * RowKernels.SQ_UNSCALE - len * off * off, 0));
-                }
+                o += rows;
             }
             for (int c = c0; c < c1; c++) {
                 finishChannel(c, n[c - c0], mean[c - c0], m2[c - c0], shift[c], eps, update, a);
@@ -610,6 +606,27 @@ final class JavaBatchNormOps implements BatchNormOps {
                 }
             }
         });
+    }
+
+    /**
+     * Per channel c of [c0, c1), the sums of x - shift[c - c0] and of its scaled square over the rows
+     * of samples [o0, o1), into sums[2 (c - c0)] and sums[2 (c - c0) + 1] (overwritten).
+     */
+    private static void shiftedSums(float[] x, int o0, int o1, int c0, int c1, int inner, int rowStride,
+                                    float[] shift, float[] lanes, double[] sums) {
+        int w = KERNELS.laneWidth();
+        java.util.Arrays.fill(lanes, 0);
+        java.util.Arrays.fill(sums, 0);
+        for (int o = o0; o < o1; o++) {
+            for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
+                int i = c - c0;
+                KERNELS.addShiftedSumsLanes(x, at, at + inner, shift[i], lanes, 2 * i * w, sums, 2 * i);
+            }
+        }
+        for (int i = 0; i < c1 - c0; i++) {
+            sums[2 * i] += laneTotal(lanes, 2 * i * w, w);
+            sums[2 * i + 1] += laneTotal(lanes, (2 * i + 1) * w, w);
+        }
     }
 
     /** Sum of lanes[at, at + w) in double, in index order. */

@@ -36,18 +36,15 @@ interface RowKernels {
     int laneWidth();
 
     /**
-     * First pass of {@link #moments} over one row, x[from, to) - shift: adds whole vectors of the row
-     * lane by lane into lanes[at, at + laneWidth()) (float) and returns the sum of the rest; the two
-     * together are the row's sum. Rows of one channel accumulate in the same lanes, reduced once per
-     * run instead of once per row, which is what short rows (7x7) spend their time on.
+     * Shifted sums of one row, x[from, to) - shift, in one sweep: whole vectors go lane by lane into
+     * lanes[at, at + laneWidth()) (sum of d = x - shift) and lanes[at + laneWidth(), at + 2 laneWidth())
+     * (sum of (d * SQ_SCALE)^2), the rest into rest[restAt] and rest[restAt + 1]. Rows of one channel
+     * accumulate in the same lanes, reduced once per run instead of once per row, which is what short
+     * rows (7x7) spend their time on; the caller takes the squared deviations as q - s^2 / n and so
+     * picks shifts near the run mean (see JavaBatchNormOps#SHORT_FIRST_RUN).
      */
-    double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at);
-
-    /**
-     * Second pass, as {@link #addShiftedLanes}: (((x - shift) - meanDev) * SQ_SCALE)^2 over one row,
-     * about a mean (of x - shift) taken over several rows.
-     */
-    double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes, int at);
+    void addShiftedSumsLanes(float[] x, int from, int to, float shift, float[] lanes, int at, double[] rest,
+                             int restAt);
 
     /**
      * Per-column shifted sums of a block of {@code rows} rows of {@code cols} columns starting at
@@ -65,7 +62,7 @@ interface RowKernels {
     }
 
     /**
-     * {@link #gradSums} over one row, as {@link #addShiftedLanes}: whole vectors go lane by lane into
+     * {@link #gradSums} over one row, as {@link #addShiftedSumsLanes}: whole vectors go lane by lane into
      * lanes[at, at + laneWidth()) (sum of dy) and lanes[at + laneWidth(), at + 2 laneWidth()) (sum of
      * dy * xhat), the rest into rest[restAt] and rest[restAt + 1].
      */

@@ -9,28 +9,18 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at) {
-        double a0 = 0, a1 = 0;
-        int e = from;
-        for (; e + 1 < to; e += 2) {
-            a0 += x[e] - shift;
-            a1 += x[e + 1] - shift;
-        }
-        for (; e < to; e++) {
-            a0 += x[e] - shift;
-        }
-        return a0 + a1;
-    }
-
-    @Override
-    public double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes,
-                                           int at) {
+    public void addShiftedSumsLanes(float[] x, int from, int to, float shift, float[] lanes, int at, double[] rest,
+                                    int restAt) {
+        double s = 0;
         double q = 0;
         for (int e = from; e < to; e++) {
-            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
-            q += d * d;
+            float d = x[e] - shift;
+            double ds = d * SQ_SCALE;
+            s += d;
+            q += ds * ds;
         }
-        return q;
+        rest[restAt] += s;
+        rest[restAt + 1] += q;
     }
 
     @Override

@@ -23,42 +23,32 @@ final class VectorRowKernels implements RowKernels {
     }
 
     @Override
-    public double addShiftedLanes(float[] x, int from, int to, float shift, float[] lanes, int at) {
+    public void addShiftedSumsLanes(float[] x, int from, int to, float shift, float[] lanes, int at, double[] rest,
+                                    int restAt) {
         int e = from;
         int bound = from + S.loopBound(to - from);
         if (bound > from) {
-            FloatVector acc = FloatVector.fromArray(S, lanes, at);
+            FloatVector s = FloatVector.fromArray(S, lanes, at);
+            FloatVector q = FloatVector.fromArray(S, lanes, at + N);
             for (; e < bound; e += N) {
-                acc = acc.add(FloatVector.fromArray(S, x, e).sub(shift));
+                FloatVector d = FloatVector.fromArray(S, x, e).sub(shift);
+                s = s.add(d);
+                d = d.mul(SQ_SCALE);
+                q = d.fma(d, q);
             }
-            acc.intoArray(lanes, at);
+            s.intoArray(lanes, at);
+            q.intoArray(lanes, at + N);
         }
         double s = 0;
-        for (; e < to; e++) {
-            s += x[e] - shift;
-        }
-        return s;
-    }
-
-    @Override
-    public double addSquaredDeviationLanes(float[] x, int from, int to, float shift, float meanDev, float[] lanes,
-                                           int at) {
-        int e = from;
-        int bound = from + S.loopBound(to - from);
-        if (bound > from) {
-            FloatVector acc = FloatVector.fromArray(S, lanes, at);
-            for (; e < bound; e += N) {
-                FloatVector d = FloatVector.fromArray(S, x, e).sub(shift).sub(meanDev).mul(SQ_SCALE);
-                acc = d.fma(d, acc);
-            }
-            acc.intoArray(lanes, at);
-        }
         double q = 0;
         for (; e < to; e++) {
-            double d = ((x[e] - shift) - meanDev) * SQ_SCALE;
-            q += d * d;
+            float d = x[e] - shift;
+            double ds = d * SQ_SCALE;
+            s += d;
+            q += ds * ds;
         }
-        return q;
+        rest[restAt] += s;
+        rest[restAt + 1] += q;
     }
 
     @Override

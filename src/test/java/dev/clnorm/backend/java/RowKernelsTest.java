@@ -179,33 +179,34 @@ class RowKernelsTest {
                 dy[i] = (float) (r.nextDouble() * 2 - 1);
             }
             float shift = x[3];
-            float meanDev = 1.25f;
             double s = 0;
-            double q = 0;
+            double qShift = 0;
             double b = 0;
             double g = 0;
             for (int e = 3; e < 3 + len; e++) {
                 s += (double) x[e] - shift;
-                double d = ((double) x[e] - shift - meanDev) * RowKernels.SQ_SCALE;
-                q += d * d;
+                double d = ((double) x[e] - shift) * RowKernels.SQ_SCALE;
+                qShift += d * d;
                 b += dy[e];
                 g += dy[e] * (((x[e] - 1e4f) - 1e-4f) * 0.7f);
             }
             for (RowKernels k : implementations()) {
                 String what = k.getClass().getSimpleName() + " len " + len;
                 // Lanes start at 0.5 each (a previous row's partial sums): the kernel adds to them, and the
-                // lanes' growth plus the returned rest is the row's sum.
+                // lanes' growth plus the rest is the row's sum; squares are summed about the shift.
                 int w = k.laneWidth();
-                float[] lanes = new float[w + 2];
+                float[] lanes = new float[2 * w + 2];
                 java.util.Arrays.fill(lanes, 0.5f);
-                double rest = k.addShiftedLanes(x, 3, 3 + len, shift, lanes, 1);
-                assertEquals(s, rest + laneGrowth(lanes, 1, w, 0.5f), 1e-6 * len * 3, what + " sum");
+                // The square lanes start at 0, as each run's do: scaled squares (SQ_SCALE^2 = 2^-32) vanish next to 0.5.
+                java.util.Arrays.fill(lanes, 1 + w, 1 + 2 * w, 0f);
+                double[] rest = {7, 11, 13};
+                k.addShiftedSumsLanes(x, 3, 3 + len, shift, lanes, 1, rest, 1);
+                assertEquals(7, rest[0], 0, what + " slot before untouched");
+                assertEquals(s, rest[1] - 11 + laneGrowth(lanes, 1, w, 0.5f), 1e-6 * len * 3, what + " sum");
+                assertEquals(qShift, rest[2] - 13 + laneGrowth(lanes, 1 + w, w, 0f), 1e-6 * qShift + 1e-12,
+                        what + " sum of squares");
                 assertEquals(0.5f, lanes[0], 0f, what + " lane before untouched");
-                assertEquals(0.5f, lanes[w + 1], 0f, what + " lane after untouched");
-                // Scaled squares are tiny (SQ_SCALE^2 = 2^-32), so these lanes start from 0, as each run's do.
-                java.util.Arrays.fill(lanes, 0f);
-                rest = k.addSquaredDeviationLanes(x, 3, 3 + len, shift, meanDev, lanes, 1);
-                assertEquals(q, rest + laneGrowth(lanes, 1, w, 0f), 1e-6 * q + 1e-20, what + " squared deviations");
+                assertEquals(0.5f, lanes[2 * w + 1], 0f, what + " lane after untouched");
                 double[] out = {7, 11, 13};
                 float[] gl = new float[2 * w];
                 k.addGradLanes(x, dy, 3, 3 + len, 1e4f, 1e-4f, 0.7f, gl, 0, out, 1);
