@@ -71,10 +71,11 @@ final class JavaBatchNormOps implements BatchNormOps {
      * (Cauchy-Schwarz): a factor of at most 5 (~1.1 for exchangeable rows). A later run's shift is
      * the block mean so far, and its distance d to the run mean also enters M2 through Chan's
      * rows * d^2 * before / total term: q is at most total / before <= (64 + 256) / 64 = 5 times
-     * what the run adds to M2. So no data makes the single sweep cancel (a fixed shift would: mean
-     * 1e4, std 1e-2 in NumericsTest). The shift's own float rounding only matters when the spread
-     * is at the mean's float resolution, where these sums are exact. Each merge costs ~10 us per
-     * 1024 columns, hence two runs per 256-row block rather than a run doubling scheme.
+     * what the run adds to M2. So no data makes the single sweep cancel (a fixed shift such as the
+     * channel's first value would, on an outlying first value: NumericsTest). The shift's own float
+     * rounding only matters when the spread is at the mean's float resolution, where these sums are
+     * exact. Each merge costs ~10 us per 1024 columns, hence two runs per 256-row block rather than
+     * runs that double.
      */
     private static final int FIRST_COL_RUN = 64;
     /**
