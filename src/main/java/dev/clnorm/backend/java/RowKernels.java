@@ -46,6 +46,20 @@ interface RowKernels {
     void addShiftedSumsLanes(float[] x, int from, int to, float shift, float[] lanes, int at, double[] rest,
                              int restAt);
 
+    /** The scalar part of {@link #addShiftedSumsLanes}: x[from, to) into rest[restAt], rest[restAt + 1]. */
+    static void addShiftedSums(float[] x, int from, int to, float shift, double[] rest, int restAt) {
+        double s = 0;
+        double q = 0;
+        for (int e = from; e < to; e++) {
+            float d = x[e] - shift;
+            double ds = d * SQ_SCALE;
+            s += d;
+            q += ds * ds;
+        }
+        rest[restAt] += s;
+        rest[restAt + 1] += q;
+    }
+
     /**
      * Per-column shifted sums of a block of {@code rows} rows of {@code cols} columns starting at
      * {@code start} with row stride {@code stride}, in one sweep: s[j] = sum(x - shift[j]) and

@@ -11,16 +11,7 @@ final class ScalarRowKernels implements RowKernels {
     @Override
     public void addShiftedSumsLanes(float[] x, int from, int to, float shift, float[] lanes, int at, double[] rest,
                                     int restAt) {
-        double s = 0;
-        double q = 0;
-        for (int e = from; e < to; e++) {
-            float d = x[e] - shift;
-            double ds = d * SQ_SCALE;
-            s += d;
-            q += ds * ds;
-        }
-        rest[restAt] += s;
-        rest[restAt + 1] += q;
+        RowKernels.addShiftedSums(x, from, to, shift, rest, restAt);
     }
 
     @Override

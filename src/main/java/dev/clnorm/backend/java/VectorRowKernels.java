@@ -39,16 +39,7 @@ final class VectorRowKernels implements RowKernels {
             s.intoArray(lanes, at);
             q.intoArray(lanes, at + N);
         }
-        double s = 0;
-        double q = 0;
-        for (; e < to; e++) {
-            float d = x[e] - shift;
-            double ds = d * SQ_SCALE;
-            s += d;
-            q += ds * ds;
-        }
-        rest[restAt] += s;
-        rest[restAt + 1] += q;
+        RowKernels.addShiftedSums(x, e, to, shift, rest, restAt);
     }
 
     @Override
