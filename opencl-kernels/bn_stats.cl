@@ -88,35 +88,56 @@ inline moments local_merge(moments acc, __local real* l_n, __local real* l_mean,
 // and 4 scalars) cost one merge here instead of one per vector and per scalar.
 inline moments rest_moments(__global const store_t* row, int start, int end, int k, int vecs, int lid, int lsize,
                             real shift) {
-    realv s = (realv) 0.0f;
+    // Four accumulators per pass over the vectors, for the reason given at block_moments.
+    __global const store_t* v = row + start;
+    const int step = lsize * VEC;
+    realv s0 = (realv) 0.0f, s1 = (realv) 0.0f, s2 = (realv) 0.0f, s3 = (realv) 0.0f;
+    int kk = k;
+    for (; kk + 3 * lsize < vecs; kk += 4 * lsize) {
+        s0 += (TLOADV(v + kk * VEC) - shift) * STATS_SCALE;
+        s1 += (TLOADV(v + kk * VEC + step) - shift) * STATS_SCALE;
+        s2 += (TLOADV(v + kk * VEC + 2 * step) - shift) * STATS_SCALE;
+        s3 += (TLOADV(v + kk * VEC + 3 * step) - shift) * STATS_SCALE;
+    }
+    const int kk_rest = kk;
+    for (; kk < vecs; kk += lsize) {
+        s0 += (TLOADV(v + kk * VEC) - shift) * STATS_SCALE;
+    }
+    const int tail_from = start + vecs * VEC + lid;
     real st = 0.0f;
-    int count = 0;
-    for (int kk = k; kk < vecs; kk += lsize) {
-        s += (TLOADV(row + start + kk * VEC) - shift) * STATS_SCALE;
-        count += VEC;
-    }
-    for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+    for (int t = tail_from; t < end; t += lsize) {
         st += (TLOAD(row + t) - shift) * STATS_SCALE;
-        count++;
     }
+    const int count = (k < vecs ? (vecs - k + lsize - 1) / lsize * VEC : 0)
+                      + (tail_from < end ? (end - tail_from + lsize - 1) / lsize : 0);
     moments r = moments_empty();
     if (count == 0) {
         return r;
     }
-    const real m = (vsum(s) + st) / count;
-    realv q = (realv) 0.0f;
-    real qt = 0.0f;
-    for (int kk = k; kk < vecs; kk += lsize) {
-        const realv d = (TLOADV(row + start + kk * VEC) - shift) * STATS_SCALE - m;
-        q += d * d;
+    const real m = (vsum((s0 + s1) + (s2 + s3)) + st) / count;
+    realv q0 = (realv) 0.0f, q1 = (realv) 0.0f, q2 = (realv) 0.0f, q3 = (realv) 0.0f;
+    for (kk = k; kk < kk_rest; kk += 4 * lsize) {
+        const realv d0 = (TLOADV(v + kk * VEC) - shift) * STATS_SCALE - m;
+        const realv d1 = (TLOADV(v + kk * VEC + step) - shift) * STATS_SCALE - m;
+        const realv d2 = (TLOADV(v + kk * VEC + 2 * step) - shift) * STATS_SCALE - m;
+        const realv d3 = (TLOADV(v + kk * VEC + 3 * step) - shift) * STATS_SCALE - m;
+        q0 += d0 * d0;
+        q1 += d1 * d1;
+        q2 += d2 * d2;
+        q3 += d3 * d3;
     }
-    for (int t = start + vecs * VEC + lid; t < end; t += lsize) {
+    for (; kk < vecs; kk += lsize) {
+        const realv d = (TLOADV(v + kk * VEC) - shift) * STATS_SCALE - m;
+        q0 += d * d;
+    }
+    real qt = 0.0f;
+    for (int t = tail_from; t < end; t += lsize) {
         const real d = (TLOAD(row + t) - shift) * STATS_SCALE - m;
         qt += d * d;
     }
     r.n = count;
     r.mean = m;
-    r.var = (vsum(q) + qt) / count;
+    r.var = (vsum((q0 + q1) + (q2 + q3)) + qt) / count;
     return r;
 }
 
