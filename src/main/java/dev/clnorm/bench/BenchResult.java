@@ -5,7 +5,8 @@ package dev.clnorm.bench;
  * on OpenCL, device time from profiling events. GB/s uses the minimum-traffic model of {@link Op}.
  *
  * @param kernel   device-side time per call from profiling events, or null where there is none (Java)
- * @param copyGbps same-run copy bandwidth of this device on the same element count
+ * @param copyGbps copy bandwidth of this device on the same element count: for an operation, the median of
+ *                 copies timed between its own timed calls (see BenchRunner#measure); for the copy, its own
  * @param launchesPerCall kernel launches (OpenCL) or pool submissions (Java) per timed call, from the
  *                 backend's launch counter
  */

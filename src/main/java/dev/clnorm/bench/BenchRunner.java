@@ -103,10 +103,8 @@ public final class BenchRunner {
              Tensor dx = Tensor.zeros(backend, layout, shape)) {
             bn.forwardTraining(x, y);  // saved statistics for backward
             progress.accept("copy");
-            BenchResult copy = measure(backend, shape, layout, Op.COPY, n, 0,
-                    () -> backend.copy(x.buffer(), y.buffer(), n));
-            out.add(copy);
-            double copyGbps = copy.gbps();
+            Runnable copyCall = () -> backend.copy(x.buffer(), y.buffer(), n);
+            out.add(measure(backend, shape, layout, Op.COPY, n, copyCall, null));
             for (Op op : ops) {
                 if (op == Op.COPY) {
                     continue;
@@ -124,24 +122,41 @@ public final class BenchRunner {
                     case BACKWARD_FLOOR -> () -> backend.backwardFloor(x.buffer(), dy.buffer(), dx.buffer(), n);
                     case COPY -> throw new AssertionError();
                 };
-                out.add(measure(backend, shape, layout, op, n, copyGbps, call));
+                out.add(measure(backend, shape, layout, op, n, call, copyCall));
             }
         }
         return out;
     }
 
-    private BenchResult measure(Backend backend, int[] shape, Layout layout, Op op, long elements, double copyGbps,
-                                Runnable call) {
+    /**
+     * Times {@code call}; for an operation other than the copy, each timed call follows a timed copy
+     * ({@code copyCall}) and the operation's {@code % copy} is against the median of those copies. On
+     * a shared machine the memory bandwidth left to this process drifts within seconds (the Java copy
+     * of 4096x1024 took 1.45 ms in one run and up to 3.58 ms in others within half an hour), so a copy
+     * timed once per shape, before the operations, made their ratios to it move by half; copies
+     * interleaved call by call see the same conditions as the operation.
+     */
+    private BenchResult measure(Backend backend, int[] shape, Layout layout, Op op, long elements, Runnable call,
+                                Runnable copyCall) {
         warmUp(backend, call);
         double[] wall = new double[repeats];
-        long launchesBefore = backend.kernelLaunches();
+        double[] copyWall = new double[repeats];
+        long launches = 0;
         for (int i = 0; i < repeats; i++) {
+            if (copyCall != null) {
+                long c0 = System.nanoTime();
+                copyCall.run();
+                backend.finish();
+                copyWall[i] = (System.nanoTime() - c0) / 1e6;
+            }
+            long launchesBefore = backend.kernelLaunches();
             long t0 = System.nanoTime();
             call.run();
             backend.finish();
             wall[i] = (System.nanoTime() - t0) / 1e6;
+            launches += backend.kernelLaunches() - launchesBefore;
         }
-        double launches = (backend.kernelLaunches() - launchesBefore) / (double) repeats;
+        double launchesPerCall = launches / (double) repeats;
         Samples kernel = null;
         if (backend instanceof OpenClBackend cl) {
             double[] dev = new double[repeats];
@@ -153,9 +168,10 @@ public final class BenchRunner {
             kernel = Samples.of(dev);
         }
         Samples w = Samples.of(wall);
-        double copy = op == Op.COPY ? op.bytesPerElement() * (double) elements / (w.median() * 1e6) : copyGbps;
+        double copyMs = copyCall == null ? w.median() : Samples.of(copyWall).median();
+        double copy = Op.COPY.bytesPerElement() * (double) elements / (copyMs * 1e6);
         return new BenchResult(backend.info().id(), backend.info().name(), shape.clone(), layout.name(), op, elements,
-                w, kernel, copy, launches);
+                w, kernel, copy, launchesPerCall);
     }
 
     /**

@@ -64,7 +64,7 @@ final class BenchCommand implements Callable<Integer> {
     Path json;
 
     @Option(names = "--chart", paramLabel = "FILE.png", description = "Also draw GB/s per shape and device, one panel "
-            + "per operation, with each device's same-run copy bandwidth as a dashed reference line (PNG).")
+            + "per operation, with each device's copy bandwidth (timed beside that operation) as a dashed reference line (PNG).")
     Path chart;
 
     @Option(names = "--compare", paramLabel = "FILE.json", description = "Print another tool's timings of the same "
@@ -152,7 +152,7 @@ final class BenchCommand implements Callable<Integer> {
         System.out.println("GB/s = minimum traffic (train_forward and forward_floor 12, inference 8, backward and "
                 + "backward_floor 12, "
                 + "train_step 24, copy 8 bytes/element) / median wall time; kernel ms from OpenCL profiling events; % copy against the "
-                + "same device's copy on the same element count in this run; vs java = Java median / device median.");
+                + "same device's copy of the same element count, timed between the operation's own timed calls; vs java = Java median / device median.");
         if (!latencies.isEmpty()) {
             System.out.println();
             System.out.print(renderLatency(results, latencies));
@@ -167,7 +167,7 @@ final class BenchCommand implements Callable<Integer> {
         write(json, toJson(results, latencies, loadBefore, loadAfter));
         if (chart != null) {
             String title = String.format(Locale.ROOT, "clnorm bench: effective GB/s (median of %d) per shape; dashed: "
-                    + "same-run copy bandwidth; %d cores, load avg %.1f", repeats,
+                    + "copy bandwidth timed beside each operation; %d cores, load avg %.1f", repeats,
                     Runtime.getRuntime().availableProcessors(), Math.max(loadBefore, loadAfter));
             try {
                 BenchChart.write(chart, results, title);
