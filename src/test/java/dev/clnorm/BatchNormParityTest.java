@@ -32,6 +32,8 @@ class BatchNormParityTest {
             {16, 512}, {2, 512, 3, 3}, {2, 3, 147, 147}, {64, 3, 9},
             // Short rows over several channel blocks and runs of the Java backend's short-rows traversal.
             {16, 40, 20, 25},
+            // Rows under the Java backend's SPAN_ROWS (per-position span sums): three channel blocks, three runs.
+            {40, 80, 7, 7},
     };
 
     static Stream<Arguments> cases() {

@@ -72,6 +72,7 @@ class NumericsTest {
             list.add(Arguments.of(b, Layout.CHANNELS_LAST, new int[]{64, 16, 16, 4}));
             list.add(Arguments.of(b, Layout.CHANNELS_FIRST, new int[]{16384, 4}));
             list.add(Arguments.of(b, Layout.CHANNELS_FIRST, new int[]{64, 4, 16, 16}));
+            list.add(Arguments.of(b, Layout.CHANNELS_FIRST, new int[]{64, 4, 8, 8}));
         }
         return list.stream();
     }

@@ -94,17 +94,20 @@ interface RowKernels {
     /** y = ga * (((x - h) - l) * is) + be over [from, to). */
     void affine(float[] x, float[] y, int from, int to, float h, float l, float is, float ga, float be);
 
-    /** The same with per-column parameters over {@code rows} consecutive rows of cols values at start. */
-    void affineColumns(float[] x, float[] y, int start, int rows, int cols, float[] h, float[] l, float[] is,
-                       float[] ga, float[] be);
+    /**
+     * The same with per-column parameters over {@code rows} rows of cols values, row r at
+     * {@code start + r * stride}.
+     */
+    void affineColumns(float[] x, float[] y, int start, int rows, int stride, int cols, float[] h, float[] l,
+                       float[] is, float[] ga, float[] be);
 
     /** dx = scale * (dy - db - xhat * dg) over [from, to). */
     void dx(float[] x, float[] dy, float[] dx, int from, int to, float h, float l, float is, float scale, float db,
             float dg);
 
-    /** The same with per-column parameters over {@code rows} consecutive rows of cols values at start. */
-    void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int cols, float[] h, float[] l,
-                   float[] is, float[] scale, float[] db, float[] dg);
+    /** The same with per-column parameters over {@code rows} rows of cols values, row r at start + r * stride. */
+    void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int stride, int cols, float[] h,
+                   float[] l, float[] is, float[] scale, float[] db, float[] dg);
 
     /** Bench reference (see JavaBackend.backwardFloor): sum of a[i] + b[i] over [from, to). */
     double sumPair(float[] a, float[] b, int from, int to);

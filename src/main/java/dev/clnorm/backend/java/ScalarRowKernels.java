@@ -134,9 +134,9 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void affineColumns(float[] x, float[] y, int start, int rows, int cols, float[] h, float[] l, float[] is,
-                              float[] ga, float[] be) {
-        for (int r = 0, at = start; r < rows; r++, at += cols) {
+    public void affineColumns(float[] x, float[] y, int start, int rows, int stride, int cols, float[] h, float[] l,
+                              float[] is, float[] ga, float[] be) {
+        for (int r = 0, at = start; r < rows; r++, at += stride) {
             for (int j = 0; j < cols; j++) {
                 y[at + j] = ga[j] * (((x[at + j] - h[j]) - l[j]) * is[j]) + be[j];
             }
@@ -153,9 +153,9 @@ final class ScalarRowKernels implements RowKernels {
     }
 
     @Override
-    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int cols, float[] h, float[] l,
-                          float[] is, float[] scale, float[] db, float[] dg) {
-        for (int r = 0, at = start; r < rows; r++, at += cols) {
+    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int stride, int cols, float[] h,
+                          float[] l, float[] is, float[] scale, float[] db, float[] dg) {
+        for (int r = 0, at = start; r < rows; r++, at += stride) {
             for (int j = 0; j < cols; j++) {
                 float xhat = ((x[at + j] - h[j]) - l[j]) * is[j];
                 dx[at + j] = scale[j] * (dy[at + j] - db[j] - xhat * dg[j]);

@@ -254,25 +254,25 @@ final class VectorRowKernels implements RowKernels {
     // four; interleaved A/B on 4096x1024).
 
     @Override
-    public void affineColumns(float[] x, float[] y, int start, int rows, int cols, float[] h, float[] l, float[] is,
-                              float[] ga, float[] be) {
+    public void affineColumns(float[] x, float[] y, int start, int rows, int stride, int cols, float[] h, float[] l,
+                              float[] is, float[] ga, float[] be) {
         int bound = S.loopBound(cols);
         int quads = rows & ~3;
         for (int r = 0; r < quads; r += 4) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
                 FloatVector vh = FloatVector.fromArray(S, h, j);
                 FloatVector vl = FloatVector.fromArray(S, l, j);
                 FloatVector vis = FloatVector.fromArray(S, is, j);
                 FloatVector vga = FloatVector.fromArray(S, ga, j);
                 FloatVector vbe = FloatVector.fromArray(S, be, j);
-                for (int k = 0, e = at + j; k < 4; k++, e += cols) {
+                for (int k = 0, e = at + j; k < 4; k++, e += stride) {
                     FloatVector.fromArray(S, x, e).sub(vh).sub(vl).mul(vis).mul(vga).add(vbe).intoArray(y, e);
                 }
             }
         }
         for (int r = quads; r < rows; r++) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
                 FloatVector xhat = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, h, j))
                         .sub(FloatVector.fromArray(S, l, j)).mul(FloatVector.fromArray(S, is, j));
@@ -280,7 +280,7 @@ final class VectorRowKernels implements RowKernels {
             }
         }
         for (int r = 0; r < rows; r++) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = bound; j < cols; j++) {
                 y[at + j] = ga[j] * (((x[at + j] - h[j]) - l[j]) * is[j]) + be[j];
             }
@@ -303,12 +303,12 @@ final class VectorRowKernels implements RowKernels {
     }
 
     @Override
-    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int cols, float[] h, float[] l,
-                          float[] is, float[] scale, float[] db, float[] dg) {
+    public void dxColumns(float[] x, float[] dy, float[] dx, int start, int rows, int stride, int cols, float[] h,
+                          float[] l, float[] is, float[] scale, float[] db, float[] dg) {
         int bound = S.loopBound(cols);
         int quads = rows & ~3;
         for (int r = 0; r < quads; r += 4) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
                 FloatVector vh = FloatVector.fromArray(S, h, j);
                 FloatVector vl = FloatVector.fromArray(S, l, j);
@@ -316,14 +316,14 @@ final class VectorRowKernels implements RowKernels {
                 FloatVector vsc = FloatVector.fromArray(S, scale, j);
                 FloatVector vdb = FloatVector.fromArray(S, db, j);
                 FloatVector vdg = FloatVector.fromArray(S, dg, j);
-                for (int k = 0, e = at + j; k < 4; k++, e += cols) {
+                for (int k = 0, e = at + j; k < 4; k++, e += stride) {
                     FloatVector xhat = FloatVector.fromArray(S, x, e).sub(vh).sub(vl).mul(vis);
                     FloatVector.fromArray(S, dy, e).sub(vdb).sub(xhat.mul(vdg)).mul(vsc).intoArray(dx, e);
                 }
             }
         }
         for (int r = quads; r < rows; r++) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = 0; j < bound; j += N) {
                 FloatVector xhat = FloatVector.fromArray(S, x, at + j).sub(FloatVector.fromArray(S, h, j))
                         .sub(FloatVector.fromArray(S, l, j)).mul(FloatVector.fromArray(S, is, j));
@@ -333,7 +333,7 @@ final class VectorRowKernels implements RowKernels {
             }
         }
         for (int r = 0; r < rows; r++) {
-            int at = start + r * cols;
+            int at = start + r * stride;
             for (int j = bound; j < cols; j++) {
                 float xhat = ((x[at + j] - h[j]) - l[j]) * is[j];
                 dx[at + j] = scale[j] * (dy[at + j] - db[j] - xhat * dg[j]);

@@ -114,8 +114,8 @@ class RowKernelsTest {
                 dbs[j] = sb[j] / rows;
                 dgs[j] = sg[j] / rows;
             }
-            k.affineColumns(x, y1, 0, rows, cols, h, l, is, is, h);
-            k.dxColumns(x, dy, dx1, 0, rows, cols, h, l, is, sc, dbs, dgs);
+            k.affineColumns(x, y1, 0, rows, cols, cols, h, l, is, is, h);
+            k.dxColumns(x, dy, dx1, 0, rows, cols, cols, h, l, is, sc, dbs, dgs);
             for (int i = 0; i < rows * cols; i++) {
                 int j = i % cols;
                 k.affine(x, y2, i, i + 1, h[j], l[j], is[j], is[j], h[j]);
