@@ -33,7 +33,7 @@ class BatchNormParityTest {
             // Short rows over several channel blocks and runs of the Java backend's short-rows traversal.
             {16, 40, 20, 25},
             // Rows under the Java backend's SPAN_ROWS (per-position span sums): three channel blocks, three runs.
-            {40, 80, 7, 7},
+            {40, 100, 7, 7},
     };
 
     static Stream<Arguments> cases() {
