@@ -878,8 +878,37 @@ final class JavaBatchNormOps implements BatchNormOps {
             });
             return;
         }
+        if (g.inner() >= COLS_MAX_INNER && g.inner() < SPAN_ROWS
+                && g.channels() >= 2L * backend.pool().getParallelism()) {
+            spanAffine(g, x, y, h, l, is, ga, be);
+            return;
+        }
         parallel(plan.blocks(), b -> segments(g, plan.from(b, g), plan.to(b, g),
                 (c, start, end) -> KERNELS.affine(x, y, start, end, h[c], l[c], is[c], ga[c], be[c])));
+    }
+
+    /**
+     * The affine pass for rows shorter than {@link #SPAN_ROWS} (inference on 7x7): blocks of channels
+     * as in {@link #veryShortRowsTraining}, each block's span walked sample by sample with
+     * per-position parameters, instead of a vector loop per row of three vectors and one value.
+     */
+    private void spanAffine(Geometry g, float[] x, float[] y, float[] h, float[] l, float[] is, float[] ga,
+                            float[] be) {
+        int nc = g.channels();
+        int inner = g.inner();
+        int k = shortBlockChannels(g, 1);
+        parallel((nc + k - 1) / k, blk -> {
+            int c0 = blk * k;
+            int kk = Math.min(nc, c0 + k) - c0;
+            int span = kk * inner;
+            float[][] t = spanScratch(span, 5);
+            perPosition(h, c0, kk, inner, t[0]);
+            perPosition(l, c0, kk, inner, t[1]);
+            perPosition(is, c0, kk, inner, t[2]);
+            perPosition(ga, c0, kk, inner, t[3]);
+            perPosition(be, c0, kk, inner, t[4]);
+            KERNELS.affineColumns(x, y, c0 * inner, g.outer(), nc * inner, span, t[0], t[1], t[2], t[3], t[4]);
+        });
     }
 
     // ------------------------------------------------------------------ inference
