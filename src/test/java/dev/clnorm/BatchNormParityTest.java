@@ -32,8 +32,10 @@ class BatchNormParityTest {
             {16, 512}, {2, 512, 3, 3}, {2, 3, 147, 147}, {64, 3, 9},
             // Short rows over several channel blocks and runs of the Java backend's short-rows traversal.
             {16, 40, 20, 25},
-            // Rows under the Java backend's SPAN_ROWS (per-position span sums): three channel blocks, three runs.
-            {40, 100, 7, 7},
+            // Rows under the Java backend's SPAN_ROWS (per-position span sums), with 2 threads: 4 channel
+            // blocks and 3 training runs; then 4 blocks (the last shorter), 2 backward runs of gradient sums
+            // and a sample count that is not a multiple of the kernels' four rows per step.
+            {40, 100, 7, 7}, {90, 50, 7, 7},
     };
 
     static Stream<Arguments> cases() {
@@ -101,7 +103,7 @@ class BatchNormParityTest {
         checkAgainstReference(b, Layout.CHANNELS_FIRST, shape);
     }
 
-    private static void checkAgainstReference(Backend backend, Layout layout, int[] shape) {
+    static void checkAgainstReference(Backend backend, Layout layout, int[] shape) {
         Geometry g = Geometry.of(shape, layout);
         int nc = g.channels();
         long seed = Arrays.hashCode(shape) * 31L + layout.ordinal();

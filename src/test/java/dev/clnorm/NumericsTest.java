@@ -125,7 +125,7 @@ class NumericsTest {
      * of 0.0625, so its variance is only ~1e-5 and eps matters); batch variance within 1e-4
      * relative; the output elementwise within 2e-4 of the reference.
      */
-    private static void assertMatchesReference(Backend backend, Layout layout, int[] shape, float[] x) {
+    static void assertMatchesReference(Backend backend, Layout layout, int[] shape, float[] x) {
         Geometry g = Geometry.of(shape, layout);
         int nc = g.channels();
         ReferenceBatchNorm.Stats ref = ReferenceBatchNorm.stats(TestData.toDouble(x), g);

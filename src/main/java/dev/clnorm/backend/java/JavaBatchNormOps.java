@@ -120,6 +120,9 @@ final class JavaBatchNormOps implements BatchNormOps {
      * pass reads from L3 or memory), interleaved A/B on the 2-core machine: 256x256x7x7 training forward
      * 0.51x, backward 0.43x the time; 128x512x7x7 0.79x, 0.62x; 128x256x14x14 0.87x, 0.82x;
      * 32x2048x7x7 and 32x1024x14x14, whose blocks already spanned about that much, 0.95-1.02x.
+     * Blocks stay at most a channel count over twice the threads (see shortBlockChannels), so that
+     * many cores are not left with a few long blocks (256x64x7x7 on 16 threads: 32 blocks of two
+     * channels, not two blocks of up to 42).
      */
     static final int MIN_SPAN = 2048;
     /** Bytes of a block of channels in that traversal: it stays in a core's L2 between the passes. */
@@ -570,15 +573,17 @@ final class JavaBatchNormOps implements BatchNormOps {
     }
 
     /**
-     * Channels per block of the short-rows traversals, from the geometry alone: as many as keep the
-     * block's {@code arrays} arrays within {@link #SHORT_BLOCK_BYTES}, but at least {@link #MIN_SPAN}
-     * values a sample where the channels allow.
+     * Channels per block of the short-rows traversals: as many as keep the block's {@code arrays}
+     * arrays within {@link #SHORT_BLOCK_BYTES}, but at least {@link #MIN_SPAN} values a sample, and
+     * at most as many as leave two blocks per thread (where the channels allow each bound).
      */
-    private static int shortBlockChannels(Geometry g, int arrays) {
+    private int shortBlockChannels(Geometry g, int arrays) {
         long perChannel = g.valuesPerChannel() * 4L * arrays;
         long inCache = SHORT_BLOCK_BYTES / Math.max(1, perChannel);
         long atLeast = (MIN_SPAN + g.inner() - 1) / g.inner();
-        return (int) Math.max(1, Math.min(g.channels(), Math.max(inCache, atLeast)));
+        long blocks = 2L * backend.pool().getParallelism();
+        long atMost = (g.channels() + blocks - 1) / blocks;
+        return (int) Math.max(1, Math.min(atMost, Math.max(inCache, atLeast)));
     }
 
     /**
@@ -797,7 +802,11 @@ final class JavaBatchNormOps implements BatchNormOps {
         }
     }
 
-    /** Per-thread float arrays of at least {@code span} values for the short-rows traversal. */
+    /**
+     * Per-thread float arrays of at least {@code span} values for the span traversal: allocated once
+     * per thread and grown when needed (at most six arrays of a block's span; a pool thread keeps
+     * them until the pool shuts down), so that calls do not allocate and zero them per block.
+     */
     private static final ThreadLocal<float[][]> SPAN_SCRATCH = new ThreadLocal<>();
 
     private static float[][] spanScratch(int span, int count) {

@@ -129,6 +129,58 @@ class RowKernelsTest {
         }
     }
 
+    /**
+     * The column passes over rows lying {@code stride} apart (a block of channels' span in each
+     * sample): each written value equals the row-by-row form's, and nothing between the rows changes.
+     * Row counts that are not multiples of the vector loops' four rows per step.
+     */
+    @Test
+    void stridedColumnPassesEqualTheElementwiseForm() {
+        SplittableRandom r = new SplittableRandom(21);
+        int cols = 37;
+        int stride = 53;
+        for (RowKernels k : implementations()) {
+            for (int rows : new int[]{1, 5, 7, 8}) {
+                int start = 3;
+                int n = start + rows * stride;
+                float[] x = new float[n];
+                float[] dy = new float[n];
+                for (int i = 0; i < n; i++) {
+                    x[i] = (float) (r.nextDouble() * 4 - 1);
+                    dy[i] = (float) (r.nextDouble() * 2 - 1);
+                }
+                float[][] p = new float[6][cols];
+                for (float[] a : p) {
+                    for (int j = 0; j < cols; j++) {
+                        a[j] = (float) (0.5 + r.nextDouble());
+                    }
+                }
+                float[] y = new float[n];
+                float[] dx = new float[n];
+                java.util.Arrays.fill(y, -7f);
+                java.util.Arrays.fill(dx, -7f);
+                k.affineColumns(x, y, start, rows, stride, cols, p[0], p[1], p[2], p[3], p[4]);
+                k.dxColumns(x, dy, dx, start, rows, stride, cols, p[0], p[1], p[2], p[3], p[4], p[5]);
+                float[] ry = new float[n];
+                float[] rdx = new float[n];
+                for (int i = 0; i < n; i++) {
+                    int row = (i - start) / stride;
+                    int j = (i - start) % stride;
+                    if (i < start || j >= cols) {
+                        assertEquals(-7f, y[i], 0f, "affine wrote outside the rows at " + i);
+                        assertEquals(-7f, dx[i], 0f, "dx wrote outside the rows at " + i);
+                        continue;
+                    }
+                    k.affine(x, ry, i, i + 1, p[0][j], p[1][j], p[2][j], p[3][j], p[4][j]);
+                    k.dx(x, dy, rdx, i, i + 1, p[0][j], p[1][j], p[2][j], p[3][j], p[4][j], p[5][j]);
+                    // Same operations in the same order per element: equal to the bit.
+                    assertEquals(ry[i], y[i], 0f, "affine row " + row + " column " + j + ", " + rows + " rows");
+                    assertEquals(rdx[i], dx[i], 0f, "dx row " + row + " column " + j + ", " + rows + " rows");
+                }
+            }
+        }
+    }
+
     /** Segments of several short rows give what the rows' values give when gathered into one run. */
     @Test
     void rowSegmentsEqualTheGatheredRun() {
