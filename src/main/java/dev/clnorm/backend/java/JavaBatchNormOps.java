@@ -615,20 +615,11 @@ final class JavaBatchNormOps implements BatchNormOps {
             float[] runShift = java.util.Arrays.copyOfRange(shift, c0, c1);
             int pilot = Math.min(SHORT_PILOT_ROWS, outer);
             shiftedSums(x, 0, pilot, c0, c1, inner, rowStride, runShift, lanes, sums);
-            for (int i = 0; i < kk; i++) {
-                runShift[i] = (float) (shift[c0 + i] + sums[2 * i] / ((double) pilot * inner));
-            }
+            pilotShifts(sums, (double) pilot * inner, shift, c0, runShift);
             for (int o = 0; o < outer; ) {
                 int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
                 shiftedSums(x, o, o + rows, c0, c1, inner, rowStride, runShift, lanes, sums);
-                double len = (double) rows * inner;
-                for (int i = 0; i < kk; i++) {
-                    double s = sums[2 * i];
-                    double runMean = s / len;
-                    double runM2 = Math.max(sums[2 * i + 1] * RowKernels.SQ_UNSCALE - s * runMean, 0);
-                    merge(n, mean, m2, i, len, ((double) runShift[i] - shift[c0 + i]) + runMean, runM2);
-                    runShift[i] = (float) (shift[c0 + i] + mean[i]);
-                }
+                mergeShortRun(sums, (double) rows * inner, shift, c0, runShift, n, mean, m2);
                 o += rows;
             }
             for (int c = c0; c < c1; c++) {
@@ -640,6 +631,32 @@ final class JavaBatchNormOps implements BatchNormOps {
                 }
             }
         });
+    }
+
+    /**
+     * The first shifts of a short-rows block: channel c0 + i's shift moved by the mean of its pilot
+     * values (sums[2 i] is their sum about shift[c0 + i], over {@code count} values).
+     */
+    private static void pilotShifts(double[] sums, double count, float[] shift, int c0, float[] runShift) {
+        for (int i = 0; i < runShift.length; i++) {
+            runShift[i] = (float) (shift[c0 + i] + sums[2 * i] / count);
+        }
+    }
+
+    /**
+     * Merges one run of a short-rows block into slots i of (n, mean, m2), means about shift[c0 + i]:
+     * sums[2 i] and sums[2 i + 1] are channel c0 + i's sum of x - runShift[i] and of its scaled square
+     * over {@code len} values. Each channel's next shift becomes its mean so far.
+     */
+    private static void mergeShortRun(double[] sums, double len, float[] shift, int c0, float[] runShift,
+                                      double[] n, double[] mean, double[] m2) {
+        for (int i = 0; i < runShift.length; i++) {
+            double s = sums[2 * i];
+            double runMean = s / len;
+            double runM2 = Math.max(sums[2 * i + 1] * RowKernels.SQ_UNSCALE - s * runMean, 0);
+            merge(n, mean, m2, i, len, ((double) runShift[i] - shift[c0 + i]) + runMean, runM2);
+            runShift[i] = (float) (shift[c0 + i] + mean[i]);
+        }
     }
 
     /**
@@ -751,22 +768,13 @@ final class JavaBatchNormOps implements BatchNormOps {
             perPosition(runShift, 0, kk, inner, spanShift);
             KERNELS.columnSums(x, start, pilot, rowStride, span, spanShift, s, q);
             channelTotals(s, q, kk, inner, sums);
-            for (int i = 0; i < kk; i++) {
-                runShift[i] = (float) (shift[c0 + i] + sums[2 * i] / ((double) pilot * inner));
-            }
+            pilotShifts(sums, (double) pilot * inner, shift, c0, runShift);
             for (int o = 0; o < outer; ) {
                 int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
                 perPosition(runShift, 0, kk, inner, spanShift);
                 KERNELS.columnSums(x, o * rowStride + start, rows, rowStride, span, spanShift, s, q);
                 channelTotals(s, q, kk, inner, sums);
-                double len = (double) rows * inner;
-                for (int i = 0; i < kk; i++) {
-                    double sum = sums[2 * i];
-                    double runMean = sum / len;
-                    double runM2 = Math.max(sums[2 * i + 1] * RowKernels.SQ_UNSCALE - sum * runMean, 0);
-                    merge(n, mean, m2, i, len, ((double) runShift[i] - shift[c0 + i]) + runMean, runM2);
-                    runShift[i] = (float) (shift[c0 + i] + mean[i]);
-                }
+                mergeShortRun(sums, (double) rows * inner, shift, c0, runShift, n, mean, m2);
                 o += rows;
             }
             for (int c = c0; c < c1; c++) {
