@@ -1,6 +1,7 @@
 package dev.clnorm.backend.java;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -12,6 +13,26 @@ import jdk.incubator.vector.VectorSpecies;
 final class VectorRowKernels implements RowKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int N = S.length();
+
+    // Row tails: a row of at least one vector whose length is not a multiple of N (14x14: 196 values,
+    // twelve vectors and four) ends with one more full vector laid over its last N values instead of a
+    // scalar loop. The lanes that vector shares with the one before are masked out of the sums
+    // (ALREADY_SEEN[t]: the first N - t lanes, t values left) and simply recomputed, to the same
+    // values, by the elementwise passes, which therefore only do so where the output is not an input.
+    private static final VectorMask<Float>[] ALREADY_SEEN = alreadySeenMasks();
+
+    @SuppressWarnings("unchecked")
+    private static VectorMask<Float>[] alreadySeenMasks() {
+        VectorMask<Float>[] masks = new VectorMask[N];
+        for (int t = 0; t < N; t++) {
+            boolean[] seen = new boolean[N];
+            for (int i = 0; i < N - t; i++) {
+                seen[i] = true;
+            }
+            masks[t] = VectorMask.fromArray(S, seen, 0);
+        }
+        return masks;
+    }
 
     // The segment loops below are single loops over all full vectors of all rows (the row changes
     // inside): a vector accumulator carried across a nested loop is not kept in registers by C2
@@ -35,6 +56,13 @@ final class VectorRowKernels implements RowKernels {
                 s = s.add(d);
                 d = d.mul(SQ_SCALE);
                 q = d.fma(d, q);
+            }
+            if (e < to) {
+                FloatVector d = FloatVector.fromArray(S, x, to - N).sub(shift).blend(0f, ALREADY_SEEN[to - e]);
+                s = s.add(d);
+                d = d.mul(SQ_SCALE);
+                q = d.fma(d, q);
+                e = to;
             }
             s.intoArray(lanes, at);
             q.intoArray(lanes, at + N);
@@ -146,6 +174,13 @@ final class VectorRowKernels implements RowKernels {
                 sb = sb.add(d);
                 sg = d.fma(FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is), sg);
             }
+            if (e < to) {
+                VectorMask<Float> seen = ALREADY_SEEN[to - e];
+                FloatVector d = FloatVector.fromArray(S, dy, to - N).blend(0f, seen);
+                sb = sb.add(d);
+                sg = d.fma(FloatVector.fromArray(S, x, to - N).sub(h).sub(l).mul(is).blend(0f, seen), sg);
+                e = to;
+            }
             sb.intoArray(lanes, at);
             sg.intoArray(lanes, at + N);
         }
@@ -244,6 +279,11 @@ final class VectorRowKernels implements RowKernels {
             FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
             xhat.mul(ga).add(be).intoArray(y, e);
         }
+        if (e < to && bound > from && y != x) {
+            FloatVector xhat = FloatVector.fromArray(S, x, to - N).sub(h).sub(l).mul(is);
+            xhat.mul(ga).add(be).intoArray(y, to - N);
+            return;
+        }
         for (; e < to; e++) {
             y[e] = ga * (((x[e] - h) - l) * is) + be;
         }
@@ -295,6 +335,11 @@ final class VectorRowKernels implements RowKernels {
         for (; e < bound; e += N) {
             FloatVector xhat = FloatVector.fromArray(S, x, e).sub(h).sub(l).mul(is);
             FloatVector.fromArray(S, dy, e).sub(db).sub(xhat.mul(dg)).mul(scale).intoArray(dx, e);
+        }
+        if (e < to && bound > from && dx != x && dx != dy) {
+            FloatVector xhat = FloatVector.fromArray(S, x, to - N).sub(h).sub(l).mul(is);
+            FloatVector.fromArray(S, dy, to - N).sub(db).sub(xhat.mul(dg)).mul(scale).intoArray(dx, to - N);
+            return;
         }
         for (; e < to; e++) {
             float xhat = ((x[e] - h) - l) * is;

@@ -4,6 +4,7 @@ import org.junit.jupiter.api.Test;
 
 import java.util.SplittableRandom;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
@@ -240,7 +241,7 @@ class RowKernelsTest {
                 double d = ((double) x[e] - shift) * RowKernels.SQ_SCALE;
                 qShift += d * d;
                 b += dy[e];
-                g += dy[e] * (((x[e] - 1e4f) - 1e-4f) * 0.7f);
+                g += dy[e] * (((x[e] - 1e4f) - 0.25f) * 0.7f);
             }
             for (RowKernels k : implementations()) {
                 String what = k.getClass().getSimpleName() + " len " + len;
@@ -261,10 +262,53 @@ class RowKernelsTest {
                 assertEquals(0.5f, lanes[2 * w + 1], 0f, what + " lane after untouched");
                 double[] out = {7, 11, 13};
                 float[] gl = new float[2 * w];
-                k.addGradLanes(x, dy, 3, 3 + len, 1e4f, 1e-4f, 0.7f, gl, 0, out, 1);
+                // The mean's low part is far larger than a real one, so that dropping it anywhere shows.
+                k.addGradLanes(x, dy, 3, 3 + len, 1e4f, 0.25f, 0.7f, gl, 0, out, 1);
                 assertEquals(7, out[0], 0, what + " slot before untouched");
                 assertEquals(11 + b, out[1] + laneGrowth(gl, 0, w, 0f), 1e-5 * len, what + " sum dy");
                 assertEquals(13 + g, out[2] + laneGrowth(gl, w, w, 0f), 1e-5 * len, what + " sum dy*xhat");
+            }
+        }
+    }
+
+    /**
+     * affine and dx over rows of every tail length, written into other arrays and in place, against
+     * the scalar formula value by value (the same float operations in the same order, so exactly):
+     * the vector loops end a row with a vector over its last values, which must leave neighbouring
+     * rows alone and must not read values it has already overwritten.
+     */
+    @Test
+    void elementwiseRowPassesEqualTheScalarFormulaOnEveryTailInPlaceOrNot() {
+        SplittableRandom r = new SplittableRandom(22);
+        float h = 3f, l = 0.25f, is = 1.5f, ga = 0.75f, be = -2f, sc = 1.25f, db = 0.125f, dg = -0.5f;
+        for (int len : new int[]{1, 15, 16, 17, 31, 49, 196, 511}) {
+            float[] x = new float[len + 8];
+            float[] dy = new float[x.length];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) (r.nextDouble() * 8);
+                dy[i] = (float) (r.nextDouble() * 2 - 1);
+            }
+            float[] wantY = x.clone();
+            float[] wantDx = dy.clone();
+            for (int e = 3; e < 3 + len; e++) {
+                float xhat = ((x[e] - h) - l) * is;
+                wantY[e] = ga * xhat + be;
+                wantDx[e] = sc * (dy[e] - db - xhat * dg);
+            }
+            for (RowKernels k : implementations()) {
+                String what = k.getClass().getSimpleName() + " len " + len;
+                float[] y = x.clone();
+                k.affine(x, y, 3, 3 + len, h, l, is, ga, be);
+                assertArrayEquals(wantY, y, what + " affine");
+                float[] inPlace = x.clone();
+                k.affine(inPlace, inPlace, 3, 3 + len, h, l, is, ga, be);
+                assertArrayEquals(wantY, inPlace, what + " affine in place");
+                float[] dx = dy.clone();
+                k.dx(x, dy, dx, 3, 3 + len, h, l, is, sc, db, dg);
+                assertArrayEquals(wantDx, dx, what + " dx");
+                float[] dyInPlace = dy.clone();
+                k.dx(x, dyInPlace, dyInPlace, 3, 3 + len, h, l, is, sc, db, dg);
+                assertArrayEquals(wantDx, dyInPlace, what + " dx over dy");
             }
         }
     }
