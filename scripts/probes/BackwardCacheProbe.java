@@ -6,6 +6,7 @@ import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
@@ -63,7 +64,7 @@ public final class BackwardCacheProbe {
         try {
             p.backwardOrders(args[0]);
         } finally {
-            p.pool.shutdown();
+            p.pool.shutdownNow();
         }
         reread();
     }
@@ -129,7 +130,8 @@ public final class BackwardCacheProbe {
                             for (int o = o0; o < o1; o++) {
                                 sums(row(o, ch), row(o, ch) + hw, partial[id]);
                             }
-                            barrier.await();
+                            // A timeout, so that a thread that failed cannot leave the other waiting for ever.
+                            barrier.await(60, TimeUnit.SECONDS);
                             double[] sums = {0, 0};
                             for (double[] q : partial) {
                                 sums[0] += q[0];
@@ -139,7 +141,7 @@ public final class BackwardCacheProbe {
                                 dx(row(o, ch), row(o, ch) + hw, sums);
                             }
                             // Nobody may reset its partial sums for the next channel before all have read them.
-                            barrier.await();
+                            barrier.await(60, TimeUnit.SECONDS);
                         }
                     }
                 }

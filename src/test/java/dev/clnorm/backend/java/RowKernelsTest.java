@@ -281,7 +281,10 @@ class RowKernelsTest {
     void elementwiseRowPassesEqualTheScalarFormulaOnEveryTailInPlaceOrNot() {
         SplittableRandom r = new SplittableRandom(22);
         float h = 3f, l = 0.25f, is = 1.5f, ga = 0.75f, be = -2f, sc = 1.25f, db = 0.125f, dg = -0.5f;
-        for (int len : new int[]{1, 15, 16, 17, 31, 49, 196, 511}) {
+        // Every tail length for vectors of up to 32 lanes (lengths 1 to 64), and a 14x14 row and a long one.
+        int[] lengths = java.util.stream.IntStream.concat(java.util.stream.IntStream.rangeClosed(1, 64),
+                java.util.stream.IntStream.of(196, 511)).toArray();
+        for (int len : lengths) {
             float[] x = new float[len + 8];
             float[] dy = new float[x.length];
             for (int i = 0; i < x.length; i++) {
@@ -309,6 +312,11 @@ class RowKernelsTest {
                 float[] dyInPlace = dy.clone();
                 k.dx(x, dyInPlace, dyInPlace, 3, 3 + len, h, l, is, sc, db, dg);
                 assertArrayEquals(wantDx, dyInPlace, what + " dx over dy");
+                float[] xInPlace = x.clone();
+                k.dx(xInPlace, dy, xInPlace, 3, 3 + len, h, l, is, sc, db, dg);
+                float[] wantOverX = x.clone();
+                System.arraycopy(wantDx, 3, wantOverX, 3, len);
+                assertArrayEquals(wantOverX, xInPlace, what + " dx over x");
             }
         }
     }
