@@ -30,12 +30,11 @@ import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Peers, side by side: the same shapes through clnorm's Java backend, ONNX Runtime's
- * BatchNormalization (inference), nd4j's batchnorm / batchnorm_bp custom ops (oneDNN build) and the
- * DL4J BatchNormalization layer, all in one JVM and one run, next to a same-run two-thread
- * y = a·x + b bandwidth reference, timed in interleaved rounds (after {@link BenchRunner}, the bench's
- * own methodology, has warmed clnorm's ops up). Every peer's output is checked against clnorm's on
- * the same data and parameters, so the figures compare equal work.
+ * Peers, side by side: the same shapes through clnorm's Java backend (with {@link BenchRunner}, the
+ * bench's own methodology), ONNX Runtime's BatchNormalization (inference), nd4j's batchnorm /
+ * batchnorm_bp custom ops (oneDNN build) and the DL4J BatchNormalization layer, all in one JVM and
+ * one run, next to a same-run two-thread y = a·x + b bandwidth reference. Every peer's output is
+ * checked against clnorm's on the same data and parameters, so the figures compare equal work.
  *
  * <p>Run through the {@code peers} Maven profile (see README, "Peers, side by side").
  */
@@ -60,20 +59,14 @@ public final class PeersBench {
     /** shape -> axpb GB/s. */
     private final Map<String, Double> axpbGbps = new LinkedHashMap<>();
     private BenchRunner jitRunner;
-    /** Rounds of {@link #rounds(String, long, List, Timer)}. */
-    private int rounds = 3;
-    /** Idle milliseconds before each implementation's turn in a round (see rounds). */
-    private int pauseMs = 300;
     /** clnorm's minimum warm-up time per op (BenchRunner then waits for the JIT to settle). */
     private static final double JIT_SECONDS = 0.5;
 
     public static void main(String[] args) throws Exception {
         List<int[]> shapes = new ArrayList<>();
         int warmup = 3;
-        int repeats = 15;
+        int repeats = 10;
         int jitWarmup = 10;
-        int rounds = 3;
-        int pauseMs = 300;
         double seconds = 4.0;
         Set<String> peers = new LinkedHashSet<>(List.of("ort", "nd4j", "dl4j"));
         boolean probe = true;
@@ -89,8 +82,6 @@ public final class PeersBench {
                 case "--repeats" -> repeats = Integer.parseInt(args[++i]);
                 case "--jit-warmup" -> jitWarmup = Integer.parseInt(args[++i]);
                 case "--seconds" -> seconds = Double.parseDouble(args[++i]);
-                case "--rounds" -> rounds = Integer.parseInt(args[++i]);
-                case "--pause-ms" -> pauseMs = Integer.parseInt(args[++i]);
                 case "--peers" -> peers = new LinkedHashSet<>(Arrays.asList(args[++i].toLowerCase(Locale.ROOT).split(",")));
                 case "--no-probe" -> probe = false;
                 case PROBE_FLAG -> probeMode = args[++i];
@@ -121,14 +112,7 @@ public final class PeersBench {
             OneDnnProbe.child(probeMode, shapes);
             return;
         }
-        if (rounds < 1 || warmup < 0 || repeats < 1 || pauseMs < 0) {
-            throw new IllegalArgumentException("--rounds and --repeats take at least 1, --warmup and --pause-ms at least 0;"
-                    + " got rounds " + rounds + ", repeats " + repeats + ", warmup " + warmup + ", pause-ms " + pauseMs);
-        }
-        PeersBench bench = new PeersBench();
-        bench.rounds = rounds;
-        bench.pauseMs = pauseMs;
-        bench.run(shapes, warmup, repeats, jitWarmup, seconds, peers, probe);
+        new PeersBench().run(shapes, warmup, repeats, jitWarmup, seconds, peers, probe);
     }
 
     private static void usage() {
@@ -136,10 +120,7 @@ public final class PeersBench {
                 PeersBench: clnorm's Java backend next to ONNX Runtime, nd4j (oneDNN) and the DL4J layer, one run.
                   --shapes 32x64x112x112,4096x1024   NCHW-family shapes (default: the bench's default set without 32x64)
                   --warmup N      untimed calls first (default 3)
-                  --repeats N     timed calls in all, shared out over the rounds (default 15; fewer, at least 5,
-                                  when one measurement would pass --seconds)
-                  --rounds N      rounds that each time every implementation in turn (default 3)
-                  --pause-ms N    idle time before each implementation's turn in a round (default 300)
+                  --repeats N     timed calls (default 10; fewer, at least 5, when one measurement would pass --seconds)
                   --jit-warmup N  untimed clnorm calls per op before BenchRunner measures a shape (default 10, 0: none)
                   --seconds S     time budget per measurement (default 4)
                   --peers LIST    ort,nd4j,dl4j (default all)
@@ -191,14 +172,9 @@ public final class PeersBench {
         }
 
         try (Backend backend = Devices.open("java"); Axpb axpb = new Axpb()) {
-            header.add("timing: per shape, clnorm's ops and every peer in " + rounds + " rounds, each round all of them"
-                    + " in turn (order rotated per round) after a " + pauseMs + " ms pause; " + warmup + " warm-up calls"
-                    + " (later rounds: up to " + warmup + " settling calls), then " + repeats + " timed calls in all"
-                    + " (fewer, at least " + Timer.MIN_REPEATS + ", past " + seconds + " s), pooled; median");
-            header.add("clnorm: " + backend.info().name() + "; before the rounds BenchRunner warms its ops up (" + warmup
-                    + " calls and >= " + JIT_SECONDS + " s until the JIT settles"
-                    + (jitRunner == null ? "" : ", after an untimed pass of " + jitWarmup + " calls per op")
-                    + ") and times the copy row");
+            header.add("clnorm: " + backend.info().name() + ", BenchRunner warm-up " + warmup + " calls and >= "
+                    + JIT_SECONDS + " s until the JIT settles, repeats " + repeats
+                    + (jitRunner == null ? "" : ", after an untimed JIT warm-up pass of " + jitWarmup + " calls per op"));
             for (int[] shape : shapes) {
                 runShape(shape, backend, runner, timer, axpb, peers, onednn);
             }
@@ -249,39 +225,25 @@ public final class PeersBench {
         }
     }
 
-    /**
-     * One implementation of one operation on one shape, timed in every round: {@code before} runs
-     * untimed ahead of each call, {@code diff} (read right after the last round's calls, while the
-     * outputs are that operation's) is the largest difference from clnorm's result.
-     */
-    private record Contender(String op, String impl, Integer bytesPerElement, Timer.Call before, Timer.Call call,
-                             Diff diff) {
-    }
-
-    private interface Diff {
-        String get() throws Exception;
-    }
-
     private void runShape(int[] shape, Backend backend, BenchRunner runner, Timer timer, Axpb axpb, Set<String> peers,
                           Map<String, String> onednn) throws Exception {
         String st = BenchRunner.shapeText(shape);
         long n = elements(shape);
         int c = shape[1];
-        ours.computeIfAbsent(st, k -> new LinkedHashMap<>());
+        Map<String, Double> mine = ours.computeIfAbsent(st, k -> new LinkedHashMap<>());
         String loadAtStart = loadAverage().split(",")[0];
 
-        // The JIT warm-up for clnorm's ops and the copy yardstick, with the bench's own runner.
-        progress(st + ": clnorm Java backend, BenchRunner (JIT warm-up, copy)");
+        // clnorm first, with the bench's own runner (its data, its warm-up and median)
+        progress(st + ": clnorm Java backend");
         if (jitRunner != null) {
             jitRunner.run(backend, shape, Layout.CHANNELS_FIRST, EnumSet.of(Op.INFERENCE, Op.TRAIN_FORWARD, Op.BACKWARD),
                     s -> { });
         }
         for (BenchResult r : runner.run(backend, shape, Layout.CHANNELS_FIRST,
                 EnumSet.of(Op.INFERENCE, Op.TRAIN_FORWARD, Op.BACKWARD), s -> { })) {
-            if (r.op() == Op.COPY) {
-                rows.add(new Row(st, r.op().id(), "clnorm copy (BenchRunner's yardstick)", r.wall(),
-                        r.op().bytesPerElement(), n, "", ""));
-            }
+            String impl = r.op() == Op.COPY ? "clnorm copy (BenchRunner's yardstick)" : "clnorm Java backend";
+            rows.add(new Row(st, r.op().id(), impl, r.wall(), r.op().bytesPerElement(), n, "", ""));
+            mine.put(r.op().id(), r.wall().median());
         }
 
         // the same data as BenchRunner, non-trivial parameters for the equal-work check
@@ -302,8 +264,11 @@ public final class PeersBench {
             mean[k] = 1f + 0.01f * (k % 13);
             var[k] = 0.5f + 0.05f * (k % 11);
         }
-        List<Contender> cs = new ArrayList<>();
-        List<AutoCloseable> open = new ArrayList<>();
+        float[] refInference;
+        float[] refTrain;
+        float[] refDx;
+        float[] refDgamma;
+        float[] refDbeta;
         try (BatchNorm bn = BatchNorm.builder(c).eps(EPS).backend(backend).build();
              Tensor xt = Tensor.upload(backend, x, shape);
              Tensor dyt = Tensor.upload(backend, dy, shape);
@@ -314,155 +279,94 @@ public final class PeersBench {
             bn.setRunningMean(mean);
             bn.setRunningVar(var);
             bn.forwardInference(xt, yt);
-            float[] refInference = yt.download();
+            refInference = yt.download();
             bn.forwardTraining(xt, yt);
-            float[] refTrain = yt.download();
+            refTrain = yt.download();
             bn.backward(xt, dyt, dxt);
-            float[] refDx = dxt.download();
-            float[] refDgamma = bn.gradWeight();
-            float[] refDbeta = bn.gradBias();
+            refDx = dxt.download();
+            refDgamma = bn.gradWeight();
+            refDbeta = bn.gradBias();
+        }
 
-            // clnorm as BenchRunner calls it; its training forwards move the running statistics, which
-            // the timing does not depend on, and leave backward the saved statistics of the same x.
-            String mine = "clnorm Java backend";
-            cs.add(new Contender(Op.INFERENCE.id(), mine, 8, null, () -> {
-                bn.forwardInference(xt, yt);
-                backend.finish();
-            }, null));
-            cs.add(new Contender(Op.TRAIN_FORWARD.id(), mine, 12, null, () -> {
-                bn.forwardTraining(xt, yt);
-                backend.finish();
-            }, null));
-            cs.add(new Contender(Op.BACKWARD.id(), mine, 12, null, () -> {
-                bn.backward(xt, dyt, dxt);
-                backend.finish();
-            }, null));
-            float[] yAxpb = new float[(int) n];
-            cs.add(new Contender("reference", "y = a*x + b, 2 Java threads", 8, null,
-                    () -> axpb.run(x, yAxpb, 1.5f, 0.25f), null));
+        progress(st + ": y = a*x + b, 2 threads");
+        float[] yAxpb = new float[(int) n];
+        Samples axFirst = timer.time(() -> axpb.run(x, yAxpb, 1.5f, 0.25f));
 
-            if (peers.contains("ort")) {
-                try {
-                    OrtPeer ort = new OrtPeer(Arrays.stream(shape).asLongStream().toArray(), x, gamma, beta, mean, var,
-                            EPS, THREADS);
-                    open.add(ort);
-                    cs.add(new Contender(Op.INFERENCE.id(), "onnxruntime, Y pinned (reused buffer)", 8, null,
-                            ort::runPinned, () -> diff(refInference, ort.pinnedOutput())));
-                    cs.add(new Contender(Op.INFERENCE.id(), "onnxruntime, new Y per call", 8, null,
-                            ort::runAllocating, () -> diff(refInference, ort.allocatingOutput())));
-                } catch (Exception | Error e) {
-                    rows.add(new Row(st, Op.INFERENCE.id(), "onnxruntime", null, null, n, "", "failed: " + firstLine(e)));
-                }
+        if (peers.contains("ort")) {
+            progress(st + ": ONNX Runtime");
+            long[] ls = Arrays.stream(shape).asLongStream().toArray();
+            try (OrtPeer ort = new OrtPeer(ls, x, gamma, beta, mean, var, EPS, THREADS)) {
+                Samples pinned = timer.time(ort::runPinned);
+                String d = diff(refInference, ort.pinnedOutput());
+                rows.add(new Row(st, Op.INFERENCE.id(), "onnxruntime, Y pinned (reused buffer)", pinned, 8, n, d, ""));
+                Samples alloc = timer.time(ort::runAllocating);
+                rows.add(new Row(st, Op.INFERENCE.id(), "onnxruntime, new Y per call", alloc, 8, n,
+                        diff(refInference, ort.allocatingOutput()), ""));
+            } catch (Exception | Error e) {
+                rows.add(new Row(st, Op.INFERENCE.id(), "onnxruntime", null, null, n, "", "failed: " + firstLine(e)));
             }
+        }
 
-            if (peers.contains("nd4j")) {
-                try {
-                    Nd4jPeer nd = new Nd4jPeer(shape, x, dy, gamma, beta, mean, var, EPS);
-                    open.add(nd::close);
-                    nd.trainingForward();  // the batch statistics batchnorm_bp reads; no other op changes them
-                    String mode = onednn.getOrDefault(st + " nd4j", "");
-                    cs.add(new Contender(Op.INFERENCE.id(), "nd4j batchnorm" + tag(mode, "forward_inference"), 8, null,
-                            nd::inference, () -> diff(refInference, nd.y())));
-                    cs.add(new Contender(Op.TRAIN_FORWARD.id(), "nd4j moments + batchnorm" + tag(mode, "forward_inference"),
-                            12, null, nd::trainingForward, () -> diff(refTrain, nd.y())));
-                    cs.add(new Contender(Op.BACKWARD.id(), "nd4j batchnorm_bp" + tag(mode, "backward"), 12, null,
-                            nd::backward, () -> {
-                                notes.add(st + " nd4j batchnorm_bp: max |diff| dgamma " + diff(refDgamma, nd.dGamma())
-                                        + " (largest |dgamma| " + maxAbs(refDgamma) + "), dbeta " + diff(refDbeta, nd.dBeta())
-                                        + " (largest |dbeta| " + maxAbs(refDbeta) + "): float sums over " + (n / c)
-                                        + " values per channel");
-                                return diff(refDx, nd.dx());
-                            }));
-                } catch (Exception | Error e) {
-                    rows.add(new Row(st, Op.INFERENCE.id(), "nd4j", null, null, n, "", "failed: " + firstLine(e)));
-                }
+        if (peers.contains("nd4j")) {
+            progress(st + ": nd4j batchnorm / moments / batchnorm_bp");
+            Nd4jPeer nd = new Nd4jPeer(shape, x, dy, gamma, beta, mean, var, EPS);
+            try {
+                String mode = onednn.getOrDefault(st + " nd4j", "");
+                Samples inf = timer.time(nd::inference);
+                rows.add(new Row(st, Op.INFERENCE.id(), "nd4j batchnorm" + tag(mode, "forward_inference"), inf, 8, n,
+                        diff(refInference, nd.y()), ""));
+                Samples tf = timer.time(nd::trainingForward);
+                rows.add(new Row(st, Op.TRAIN_FORWARD.id(), "nd4j moments + batchnorm" + tag(mode, "forward_inference"),
+                        tf, 12, n, diff(refTrain, nd.y()), ""));
+                nd.trainingForward();
+                Samples bw = timer.time(nd::backward);
+                String d = diff(refDx, nd.dx());
+                rows.add(new Row(st, Op.BACKWARD.id(), "nd4j batchnorm_bp" + tag(mode, "backward"), bw, 12, n, d, ""));
+                notes.add(st + " nd4j batchnorm_bp: max |diff| dgamma " + diff(refDgamma, nd.dGamma())
+                        + " (largest |dgamma| " + maxAbs(refDgamma) + "), dbeta " + diff(refDbeta, nd.dBeta())
+                        + " (largest |dbeta| " + maxAbs(refDbeta) + "): float sums over " + (n / c) + " values per channel");
+            } catch (Exception | Error e) {
+                rows.add(new Row(st, Op.INFERENCE.id(), "nd4j", null, null, n, "", "failed: " + firstLine(e)));
+            } finally {
+                nd.close();
             }
+        }
 
-            if (peers.contains("dl4j")) {
-                String impl = "DL4J BatchNormalization layer" + (shape.length == 3 ? " (as N,C,L,1)" : "");
+        if (peers.contains("dl4j")) {
+            progress(st + ": DL4J BatchNormalization layer");
+            String impl = "DL4J BatchNormalization layer" + (shape.length == 3 ? " (as N,C,L,1)" : "");
+            Dl4jPeer dl = null;
+            try {
+                dl = new Dl4jPeer(shape, x, dy, gamma, beta, EPS);
+                Samples tf = timer.time(dl::trainingForward);
+                rows.add(new Row(st, Op.TRAIN_FORWARD.id(), impl, tf, 12, n, diff(refTrain, dl.y()), ""));
+            } catch (Exception | Error e) {
+                rows.add(new Row(st, Op.TRAIN_FORWARD.id(), impl, null, null, n, "", "not run: " + firstLine(e)));
+            }
+            if (dl != null) {
                 try {
-                    Dl4jPeer dl = new Dl4jPeer(shape, x, dy, gamma, beta, EPS);
-                    open.add(dl::close);
-                    cs.add(new Contender(Op.TRAIN_FORWARD.id(), impl, 12, null, dl::trainingForward,
-                            () -> diff(refTrain, dl.y())));
                     // backpropGradient consumes the forward's cached statistics: an untimed forward before each call
-                    cs.add(new Contender(Op.BACKWARD.id(), impl, 12, dl::trainingForward, dl::backward,
-                            () -> diff(refDx, dl.dx())));
+                    Samples bw = timer.time(dl::trainingForward, dl::backward);
+                    rows.add(new Row(st, Op.BACKWARD.id(), impl, bw, 12, n, diff(refDx, dl.dx()), ""));
                     if (onednn.isEmpty()) {
                         notes.add(st + " DL4J layer helper: " + dl.helper());
                     }
                 } catch (Exception | Error e) {
-                    for (Op op : List.of(Op.TRAIN_FORWARD, Op.BACKWARD)) {
-                        rows.add(new Row(st, op.id(), impl, null, null, n, "", "not run: " + firstLine(e)));
-                    }
+                    rows.add(new Row(st, Op.BACKWARD.id(), impl, null, null, n, "", "not run: " + firstLine(e)));
+                } finally {
+                    dl.close();
                 }
             }
-
-            rounds(st, n, cs, timer);
-        } finally {
-            for (int i = open.size() - 1; i >= 0; i--) {
-                open.get(i).close();
-            }
         }
+        // the reference again after the peers; the faster of the two medians is the row (less noise on a shared machine)
+        progress(st + ": y = a*x + b again");
+        Samples axLast = timer.time(() -> axpb.run(x, yAxpb, 1.5f, 0.25f));
+        Samples ax = axLast.median() < axFirst.median() ? axLast : axFirst;
+        rows.add(new Row(st, "reference", "y = a*x + b, 2 Java threads", ax, 8, n, "", ""));
+        axpbGbps.put(st, 8.0 * n / (ax.median() * 1e6));
         notes.add(st + ": 1-min load average " + loadAtStart + " at the start of the shape, " + loadAverage().split(",")[0]
                 + " at its end");
         System.gc();
-    }
-
-    /**
-     * Times every contender in {@link #rounds} rounds, each round visiting all of them in turn (the
-     * order rotated by one per round), and pools each one's calls: a slow minute of the machine then
-     * lands on every implementation of the shape, not on whichever happened to be timed in it.
-     */
-    private void rounds(String st, long n, List<Contender> cs, Timer timer) {
-        int k = cs.size();
-        List<List<Double>> ms = new ArrayList<>();
-        for (int i = 0; i < k; i++) {
-            ms.add(new ArrayList<>());
-        }
-        int[] perRound = new int[k];
-        String[] diffs = new String[k];
-        String[] failed = new String[k];
-        for (int round = 0; round < rounds; round++) {
-            progress(st + ": round " + (round + 1) + " of " + rounds + " over " + k + " implementations and ops");
-            for (int j = 0; j < k; j++) {
-                int i = (j + round) % k;
-                Contender ct = cs.get(i);
-                if (failed[i] != null) {
-                    continue;
-                }
-                try {
-                    Thread.sleep(pauseMs);
-                    if (round == 0) {
-                        perRound[i] = timer.warmUp(ct.before(), ct.call(), rounds);
-                    } else {
-                        timer.settle(ct.before(), ct.call());  // the others ran in between
-                    }
-                    for (double v : timer.sample(ct.before(), ct.call(), perRound[i])) {
-                        ms.get(i).add(v);
-                    }
-                    if (round == rounds - 1 && ct.diff() != null) {
-                        diffs[i] = ct.diff().get();
-                    }
-                } catch (Exception | Error e) {
-                    failed[i] = "failed: " + firstLine(e);
-                }
-            }
-        }
-        for (int i = 0; i < k; i++) {
-            Contender ct = cs.get(i);
-            if (failed[i] != null) {
-                rows.add(new Row(st, ct.op(), ct.impl(), null, null, n, "", failed[i]));
-                continue;
-            }
-            Samples s = Samples.of(ms.get(i).stream().mapToDouble(Double::doubleValue).toArray());
-            rows.add(new Row(st, ct.op(), ct.impl(), s, ct.bytesPerElement(), n, diffs[i] == null ? "" : diffs[i], ""));
-            if (ct.impl().startsWith("clnorm")) {
-                ours.get(st).put(ct.op(), s.median());
-            } else if (ct.op().equals("reference")) {
-                axpbGbps.put(st, 8.0 * n / (s.median() * 1e6));
-            }
-        }
     }
 
     private static String firstLine(Throwable e) {
