@@ -19,6 +19,8 @@ final class VectorRowKernels implements RowKernels {
     // scalar loop. The lanes that vector shares with the one before are masked out of the sums
     // (ALREADY_SEEN[t]: the first N - t lanes, t values left) and simply recomputed, to the same
     // values, by the elementwise passes, which therefore only do so where the output is not an input.
+    // Interleaved A/B on 32x1024x14x14 (2-core machine): backward 0.94-0.97x, training forward
+    // 0.94-0.98x the time of the scalar tails; the same in the OpenCL helpers gained nothing on POCL.
     private static final VectorMask<Float>[] ALREADY_SEEN = alreadySeenMasks();
 
     @SuppressWarnings("unchecked")
