@@ -601,36 +601,55 @@ final class JavaBatchNormOps implements BatchNormOps {
         int outer = g.outer();
         int rowStride = nc * inner;
         int k = shortBlockChannels(g, 1);
-        int maxRun = Math.max(1, RUN / inner);
         parallel((nc + k - 1) / k, blk -> {
             int c0 = blk * k;
             int c1 = Math.min(nc, c0 + k);
-            int kk = c1 - c0;
-            int w = KERNELS.laneWidth();
-            double[] n = new double[kk];
-            double[] mean = new double[kk];
-            double[] m2 = new double[kk];
-            double[] sums = new double[2 * kk];
-            float[] lanes = new float[2 * kk * w];
-            float[] runShift = java.util.Arrays.copyOfRange(shift, c0, c1);
-            int pilot = Math.min(SHORT_PILOT_ROWS, outer);
-            shiftedSums(x, 0, pilot, c0, c1, inner, rowStride, runShift, lanes, sums);
-            pilotShifts(sums, (double) pilot * inner, shift, c0, runShift);
-            for (int o = 0; o < outer; ) {
-                int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
-                shiftedSums(x, o, o + rows, c0, c1, inner, rowStride, runShift, lanes, sums);
-                mergeShortRun(sums, (double) rows * inner, shift, c0, runShift, n, mean, m2);
-                o += rows;
-            }
-            for (int c = c0; c < c1; c++) {
-                finishChannel(c, n[c - c0], mean[c - c0], m2[c - c0], shift[c], eps, update, a);
-            }
+            float[] lanes = new float[2 * (c1 - c0) * KERNELS.laneWidth()];
+            shortBlockStatistics(c0, c1, inner, outer, shift, eps, update, a,
+                    (o0, o1, runShift, sums) -> shiftedSums(x, o0, o1, c0, c1, inner, rowStride, runShift, lanes, sums));
             for (int o = 0; o < outer; o++) {
                 for (int c = c0, at = o * rowStride + c0 * inner; c < c1; c++, at += inner) {
                     KERNELS.affine(x, y, at, at + inner, a.mean[c], a.meanLo[c], a.invstd[c], a.gamma[c], a.beta[c]);
                 }
             }
         });
+    }
+
+    /**
+     * One run's sums in a short-rows block: over samples [o0, o1), per channel i of the block,
+     * sums[2 i] = the sum of x - runShift[i] and sums[2 i + 1] = that of its scaled square (overwritten).
+     */
+    @FunctionalInterface
+    private interface BlockRunSums {
+        void sums(int o0, int o1, float[] runShift, double[] sums);
+    }
+
+    /**
+     * The statistics of channels [c0, c1) of a short-rows block, shared by both short-rows traversals
+     * (they differ only in how a run is summed): the pilot shifts, then runs of samples merged with
+     * Chan's formula, each run's shifts the means so far, then each channel finished.
+     */
+    private static void shortBlockStatistics(int c0, int c1, int inner, int outer, float[] shift, float eps,
+                                             RunningUpdate update, BatchNormArrays a, BlockRunSums runSums) {
+        int kk = c1 - c0;
+        double[] n = new double[kk];
+        double[] mean = new double[kk];
+        double[] m2 = new double[kk];
+        double[] sums = new double[2 * kk];
+        float[] runShift = java.util.Arrays.copyOfRange(shift, c0, c1);
+        int pilot = Math.min(SHORT_PILOT_ROWS, outer);
+        runSums.sums(0, pilot, runShift, sums);
+        pilotShifts(sums, (double) pilot * inner, shift, c0, runShift);
+        int maxRun = Math.max(1, RUN / inner);
+        for (int o = 0; o < outer; ) {
+            int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
+            runSums.sums(o, o + rows, runShift, sums);
+            mergeShortRun(sums, (double) rows * inner, shift, c0, runShift, n, mean, m2);
+            o += rows;
+        }
+        for (int c = c0; c < c1; c++) {
+            finishChannel(c, n[c - c0], mean[c - c0], m2[c - c0], shift[c], eps, update, a);
+        }
     }
 
     /**
@@ -748,7 +767,6 @@ final class JavaBatchNormOps implements BatchNormOps {
         int outer = g.outer();
         int rowStride = nc * inner;
         int k = shortBlockChannels(g, 1);
-        int maxRun = Math.max(1, RUN / inner);
         parallel((nc + k - 1) / k, blk -> {
             int c0 = blk * k;
             int c1 = Math.min(nc, c0 + k);
@@ -759,27 +777,11 @@ final class JavaBatchNormOps implements BatchNormOps {
             float[] spanShift = t[0];
             float[] s = t[1];
             float[] q = t[2];
-            double[] n = new double[kk];
-            double[] mean = new double[kk];
-            double[] m2 = new double[kk];
-            double[] sums = new double[2 * kk];
-            float[] runShift = java.util.Arrays.copyOfRange(shift, c0, c1);
-            int pilot = Math.min(SHORT_PILOT_ROWS, outer);
-            perPosition(runShift, 0, kk, inner, spanShift);
-            KERNELS.columnSums(x, start, pilot, rowStride, span, spanShift, s, q);
-            channelTotals(s, q, kk, inner, sums);
-            pilotShifts(sums, (double) pilot * inner, shift, c0, runShift);
-            for (int o = 0; o < outer; ) {
-                int rows = Math.min(o == 0 ? SHORT_FIRST_RUN : Math.min(maxRun, o), outer - o);
+            shortBlockStatistics(c0, c1, inner, outer, shift, eps, update, a, (o0, o1, runShift, sums) -> {
                 perPosition(runShift, 0, kk, inner, spanShift);
-                KERNELS.columnSums(x, o * rowStride + start, rows, rowStride, span, spanShift, s, q);
+                KERNELS.columnSums(x, o0 * rowStride + start, o1 - o0, rowStride, span, spanShift, s, q);
                 channelTotals(s, q, kk, inner, sums);
-                mergeShortRun(sums, (double) rows * inner, shift, c0, runShift, n, mean, m2);
-                o += rows;
-            }
-            for (int c = c0; c < c1; c++) {
-                finishChannel(c, n[c - c0], mean[c - c0], m2[c - c0], shift[c], eps, update, a);
-            }
+            });
             perPosition(a.mean, c0, kk, inner, t[0]);
             perPosition(a.meanLo, c0, kk, inner, t[1]);
             perPosition(a.invstd, c0, kk, inner, t[2]);
