@@ -762,33 +762,69 @@ final class JavaBatchNormOps implements BatchNormOps {
      */
     private void veryShortRowsTraining(Geometry g, float[] x, float[] y, float[] shift, float eps,
                                        RunningUpdate update, BatchNormArrays a) {
-        int nc = g.channels();
         int inner = g.inner();
         int outer = g.outer();
-        int rowStride = nc * inner;
-        int k = shortBlockChannels(g, 1);
-        parallel((nc + k - 1) / k, blk -> {
-            int c0 = blk * k;
-            int c1 = Math.min(nc, c0 + k);
-            int kk = c1 - c0;
-            int span = kk * inner;
-            int start = c0 * inner;
-            float[][] t = spanScratch(span, 5);
+        int rowStride = g.channels() * inner;
+        forEachSpanBlock(g, 1, 5, b -> {
+            float[][] t = b.scratch();
             float[] spanShift = t[0];
             float[] s = t[1];
             float[] q = t[2];
-            shortBlockStatistics(c0, c1, inner, outer, shift, eps, update, a, (o0, o1, runShift, sums) -> {
-                perPosition(runShift, 0, kk, inner, spanShift);
-                KERNELS.columnSums(x, o0 * rowStride + start, o1 - o0, rowStride, span, spanShift, s, q);
-                channelTotals(s, q, kk, inner, sums);
+            shortBlockStatistics(b.c0(), b.c1(), inner, outer, shift, eps, update, a, (o0, o1, runShift, sums) -> {
+                perPosition(runShift, 0, b.kk(), inner, spanShift);
+                KERNELS.columnSums(x, o0 * rowStride + b.start(), o1 - o0, rowStride, b.span(), spanShift, s, q);
+                channelTotals(s, q, b.kk(), inner, sums);
             });
-            perPosition(a.mean, c0, kk, inner, t[0]);
-            perPosition(a.meanLo, c0, kk, inner, t[1]);
-            perPosition(a.invstd, c0, kk, inner, t[2]);
-            perPosition(a.gamma, c0, kk, inner, t[3]);
-            perPosition(a.beta, c0, kk, inner, t[4]);
-            KERNELS.affineColumns(x, y, start, outer, rowStride, span, t[0], t[1], t[2], t[3], t[4]);
+            spanAffineBlock(b, x, y, outer, rowStride, a.mean, a.meanLo, a.invstd, a.gamma, a.beta);
         });
+    }
+
+    /**
+     * A block of channels [c0, c1) of the span traversals: each sample's values of them are one span
+     * of (c1 - c0) * inner values from c0 * inner; scratch is the thread's span arrays.
+     */
+    private record SpanBlock(int c0, int c1, int inner, float[][] scratch) {
+        int kk() {
+            return c1 - c0;
+        }
+
+        int span() {
+            return kk() * inner;
+        }
+
+        int start() {
+            return c0 * inner;
+        }
+    }
+
+    /**
+     * Runs {@code body} on every block of the span traversals, in parallel: blocks sized for
+     * {@code arrays} tensors (see shortBlockChannels), each with {@code scratch} span arrays.
+     */
+    private void forEachSpanBlock(Geometry g, int arrays, int scratch, java.util.function.Consumer<SpanBlock> body) {
+        int nc = g.channels();
+        int inner = g.inner();
+        int k = shortBlockChannels(g, arrays);
+        parallel((nc + k - 1) / k, blk -> {
+            int c0 = blk * k;
+            int c1 = Math.min(nc, c0 + k);
+            body.accept(new SpanBlock(c0, c1, inner, spanScratch((c1 - c0) * inner, scratch)));
+        });
+    }
+
+    /**
+     * The affine pass over one span block, its per-position parameters expanded into the block's
+     * scratch arrays 0 to 4.
+     */
+    private static void spanAffineBlock(SpanBlock b, float[] x, float[] y, int outer, int rowStride, float[] h,
+                                        float[] l, float[] is, float[] ga, float[] be) {
+        float[][] t = b.scratch();
+        perPosition(h, b.c0(), b.kk(), b.inner(), t[0]);
+        perPosition(l, b.c0(), b.kk(), b.inner(), t[1]);
+        perPosition(is, b.c0(), b.kk(), b.inner(), t[2]);
+        perPosition(ga, b.c0(), b.kk(), b.inner(), t[3]);
+        perPosition(be, b.c0(), b.kk(), b.inner(), t[4]);
+        KERNELS.affineColumns(x, y, b.start(), outer, rowStride, b.span(), t[0], t[1], t[2], t[3], t[4]);
     }
 
     /** out[i * inner + j] = perChannel[from + i] for the kk channels of a span, j < inner. */
@@ -835,18 +871,16 @@ final class JavaBatchNormOps implements BatchNormOps {
      */
     private void veryShortRowsBackward(Geometry g, float[] x, float[] dy, float[] dx, float[] h, float[] l,
                                        float[] is, float[] gamma, float[] dgamma, float[] dbeta, float invM) {
-        int nc = g.channels();
         int inner = g.inner();
         int outer = g.outer();
-        int rowStride = nc * inner;
-        int k = shortBlockChannels(g, 2);
-        parallel((nc + k - 1) / k, blk -> {
-            int c0 = blk * k;
-            int c1 = Math.min(nc, c0 + k);
-            int kk = c1 - c0;
-            int span = kk * inner;
-            int start = c0 * inner;
-            float[][] t = spanScratch(span, 6);
+        int rowStride = g.channels() * inner;
+        forEachSpanBlock(g, 2, 6, b -> {
+            int c0 = b.c0();
+            int c1 = b.c1();
+            int kk = b.kk();
+            int span = b.span();
+            int start = b.start();
+            float[][] t = b.scratch();
             perPosition(h, c0, kk, inner, t[0]);
             perPosition(l, c0, kk, inner, t[1]);
             perPosition(is, c0, kk, inner, t[2]);
@@ -913,21 +947,8 @@ final class JavaBatchNormOps implements BatchNormOps {
      */
     private void spanAffine(Geometry g, float[] x, float[] y, float[] h, float[] l, float[] is, float[] ga,
                             float[] be) {
-        int nc = g.channels();
-        int inner = g.inner();
-        int k = shortBlockChannels(g, 1);
-        parallel((nc + k - 1) / k, blk -> {
-            int c0 = blk * k;
-            int kk = Math.min(nc, c0 + k) - c0;
-            int span = kk * inner;
-            float[][] t = spanScratch(span, 5);
-            perPosition(h, c0, kk, inner, t[0]);
-            perPosition(l, c0, kk, inner, t[1]);
-            perPosition(is, c0, kk, inner, t[2]);
-            perPosition(ga, c0, kk, inner, t[3]);
-            perPosition(be, c0, kk, inner, t[4]);
-            KERNELS.affineColumns(x, y, c0 * inner, g.outer(), nc * inner, span, t[0], t[1], t[2], t[3], t[4]);
-        });
+        int rowStride = g.channels() * g.inner();
+        forEachSpanBlock(g, 1, 5, b -> spanAffineBlock(b, x, y, g.outer(), rowStride, h, l, is, ga, be));
     }
 
     // ------------------------------------------------------------------ inference
